@@ -1,0 +1,56 @@
+"""The data contract: a ``DataModule`` builds each split's dataset, the collate
+function and the metadata that models and evaluators read.
+
+Data configs are ``configs/data/<name>.yaml`` with ``_target_`` pointing at a
+``DataModule`` subclass. Metadata that models need at build time (``num_classes``,
+``channels``, ``image_size``, ``vocab_size``...) is written in the data config so
+model configs can interpolate it (``num_classes: ${data.num_classes}``); the
+subclass checks that the data on disk agrees and raises ``DataError`` if not.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch.utils.data import Dataset
+
+from zoo.engine.errors import DataError, choices
+
+
+class DataModule:
+    """Base class. Subclasses implement ``build(split)`` and fill ``self.meta``.
+
+    Keyword arguments shared by every dataset:
+        batch_size: training batch size (per process).
+        eval_batch_size: validation/test batch size (defaults to ``batch_size``).
+        num_workers: DataLoader workers (0 keeps resume bit-exact on CPU).
+    """
+
+    splits: tuple[str, ...] = ("train", "val", "test")
+    collate_fn: Callable | None = None
+
+    def __init__(
+        self,
+        *,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        **meta: Any,
+    ) -> None:
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.num_workers = int(num_workers)
+        # Everything else in the data config is metadata (num_classes, ...).
+        self.meta: dict[str, Any] = dict(meta)
+        self._cache: dict[str, Dataset] = {}
+
+    def build(self, split: str) -> Dataset:
+        raise NotImplementedError
+
+    def dataset(self, split: str) -> Dataset:
+        if split not in self.splits:
+            raise DataError(f"unknown split '{split}' for {type(self).__name__}; "
+                            f"valid splits: {choices(self.splits)}")
+        if split not in self._cache:
+            self._cache[split] = self.build(split)
+        return self._cache[split]

@@ -1,0 +1,96 @@
+"""Classification metrics: accuracy, top-k, per-class precision/recall/F1, confusion matrix.
+
+All state is integer counts, so results are exact and independent of batching and
+of the number of processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from zoo.metrics.base import Evaluator
+
+
+def confusion_matrix(preds: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(num_classes, num_classes) int64 counts; rows are true classes, columns predictions."""
+    idx = target.long() * num_classes + preds.long()
+    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def precision_recall_f1(cm: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-class precision, recall, F1 from a confusion matrix (0 where undefined, as sklearn)."""
+    cm = cm.double()
+    tp = cm.diag()
+    pred_pos = cm.sum(0)
+    true_pos = cm.sum(1)
+    precision = torch.where(pred_pos > 0, tp / pred_pos.clamp(min=1), torch.zeros_like(tp))
+    recall = torch.where(true_pos > 0, tp / true_pos.clamp(min=1), torch.zeros_like(tp))
+    denom = precision + recall
+    f1 = torch.where(denom > 0, 2 * precision * recall / denom.clamp(min=1e-300), torch.zeros_like(tp))
+    return {"precision": precision, "recall": recall, "f1": f1, "support": true_pos}
+
+
+class ClassificationEvaluator(Evaluator):
+    """Accuracy, top-k accuracy, macro/per-class precision/recall/F1 and the confusion matrix.
+
+    ``update(logits, batch)`` takes (B, C) scores and a batch whose second element
+    (or ``batch["label"]``) holds the (B,) integer labels.
+    """
+
+    state_keys = ("cm", "topk_correct")
+
+    def __init__(self, num_classes: int, class_names: Sequence[str] | None = None,
+                 topk: Sequence[int] = (5,)) -> None:
+        self.num_classes = int(num_classes)
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        # top-k only where it means something (k < number of classes)
+        self.topk = tuple(k for k in topk if k < self.num_classes)
+        super().__init__()
+
+    def reset(self) -> None:
+        self.cm = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
+        self.topk_correct = torch.zeros(len(self.topk), dtype=torch.int64)
+
+    def update(self, predictions: torch.Tensor, batch: Any) -> None:
+        target = batch_labels(batch).detach().to(predictions.device)
+        preds = predictions.detach()
+        if preds.ndim == 2:
+            if preds.shape[1] == 1:  # binary logit
+                hard = (preds[:, 0] > 0).long()
+            else:
+                hard = preds.argmax(1)
+        else:
+            hard = preds.long()
+        self.cm += confusion_matrix(hard, target, self.num_classes).cpu()
+        if self.topk and preds.ndim == 2 and preds.shape[1] > 1:
+            maxk = max(self.topk)
+            top = preds.topk(maxk, dim=1).indices  # (B, maxk)
+            hits = top == target[:, None]
+            self.topk_correct += torch.stack([hits[:, :k].any(1).sum() for k in self.topk]).cpu()
+
+    def compute(self) -> dict[str, Any]:
+        total = int(self.cm.sum())
+        out: dict[str, Any] = {"accuracy": float(self.cm.diag().sum()) / max(total, 1)}
+        for k, c in zip(self.topk, self.topk_correct.tolist()):
+            out[f"top{k}_accuracy"] = c / max(total, 1)
+        prf = precision_recall_f1(self.cm)
+        out["macro_precision"] = float(prf["precision"].mean())
+        out["macro_recall"] = float(prf["recall"].mean())
+        out["macro_f1"] = float(prf["f1"].mean())
+        out["num_samples"] = total
+        out["per_class"] = {
+            name: {"precision": float(prf["precision"][i]), "recall": float(prf["recall"][i]),
+                   "f1": float(prf["f1"][i]), "support": int(prf["support"][i])}
+            for i, name in enumerate(self.class_names)
+        }
+        out["confusion_matrix"] = self.cm.tolist()
+        return out
+
+
+def batch_labels(batch: Any) -> torch.Tensor:
+    """The label tensor of a classification batch: ``(x, y)`` or ``{"label": y}``."""
+    if isinstance(batch, dict):
+        return batch["label"]
+    return batch[1]
