@@ -1,0 +1,131 @@
+"""torchrun support: process group set-up, rank helpers and the two samplers.
+
+Training uses ``EpochSampler``: a seeded permutation per epoch, split over ranks, that
+can start mid-epoch (exact resume). Evaluation uses ``ShardSampler``: contiguous,
+unpadded shards in dataset order, so gathered evaluator states concatenate to the
+single-process order and metrics do not depend on the number of processes.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+
+def env_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init(device: torch.device) -> None:
+    """Initialise the default process group when launched by torchrun (gloo on CPU, NCCL on CUDA)."""
+    if env_world_size() <= 1 or (dist.is_available() and dist.is_initialized()):
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend=backend, timeout=timedelta(minutes=30))
+
+
+def is_dist() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_dist() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_dist() else 1
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    if is_dist():
+        dist.barrier()
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's value on every rank."""
+    if not is_dist():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_reduce_flag(flag: bool) -> bool:
+    """True on every rank if any rank says True (e.g. a non-finite loss, early stop)."""
+    if not is_dist():
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0],
+                     device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class EpochSampler(Sampler[int]):
+    """Per-epoch seeded permutation (or identity), this rank's share, from ``start`` on.
+
+    Every rank gets ``ceil(n / world)`` indices (the permutation is padded by wrapping,
+    as DistributedSampler does) so all ranks take the same number of steps.
+    """
+
+    def __init__(self, n: int, *, shuffle: bool, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.n, self.shuffle, self.seed, self.rank, self.world = n, shuffle, seed, rank, world
+        self.epoch = 0
+        self.start = 0  # index into this rank's list where the next iteration starts
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            idx = torch.randperm(self.n, generator=g).tolist()
+        else:
+            idx = list(range(self.n))
+        per_rank = -(-self.n // self.world)
+        total = per_rank * self.world
+        if total > len(idx):
+            idx = idx + idx[: total - len(idx)]
+        if self.world > 1 and not self.shuffle:
+            # ordered data (e.g. LM streams): contiguous blocks keep each rank's order
+            return idx[self.rank * per_rank:(self.rank + 1) * per_rank]
+        return idx[self.rank:total:self.world]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._indices()[self.start:])
+
+    def __len__(self) -> int:
+        return max(-(-self.n // self.world) - self.start, 0)
+
+
+class ShardSampler(Sampler[int]):
+    """Contiguous, unpadded shard ``rank`` of ``range(n)`` in order."""
+
+    def __init__(self, n: int, rank: int = 0, world: int = 1) -> None:
+        per = -(-n // world)
+        self.lo, self.hi = min(rank * per, n), min((rank + 1) * per, n)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.lo, self.hi))
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
