@@ -1,0 +1,107 @@
+"""GPT: a decoder-only Transformer language model (Radford et al. 2018, 2019)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo.metrics.language import LanguageModelEvaluator
+from zoo.models.base import ZooModel
+from zoo.models.sequence.generation import TextGenerator, TokenizerSlot, sample_next
+from zoo.models.transformer.layers import TransformerBlock, causal_mask
+
+
+class GPT(TextGenerator, ZooModel):
+    """GPT-2-style decoder-only Transformer: token + learned position embeddings, pre-norm
+    causal blocks with GELU, a final LayerNorm, and an output layer tied to the token
+    embedding (Press & Wolf 2017). Generation keeps every layer's keys and values (a KV
+    cache), so each new token costs one position instead of the whole context.
+    """
+
+    def __init__(self, *, vocab_size: int, block_size: int = 128, n_layer: int = 4,
+                 n_head: int = 4, n_embd: int = 128, dropout: float = 0.0, bias: bool = True) -> None:
+        super().__init__()
+        self.vocab_size, self.block_size = vocab_size, block_size
+        self.tok_emb = nn.Embedding(vocab_size, n_embd)
+        self.pos_emb = nn.Embedding(block_size, n_embd)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(n_embd, n_head, 4 * n_embd, dropout, norm_first=True,
+                             activation="gelu", bias=bias) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(n_embd)
+        self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+        self.lm_head.weight = self.tok_emb.weight  # tied: one matrix reads and writes tokens
+        self.tokenizer_slot = TokenizerSlot()
+        self.apply(self._init_weights)
+        # GPT-2: scale the residual projections by 1/sqrt(2 * layers) so the residual
+        # stream's variance does not grow with depth
+        for name, p in self.named_parameters():
+            if name.endswith("out_proj.weight") or name.endswith("ff.net.3.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def forward(self, ids: torch.Tensor, caches: list[dict] | None = None) -> torch.Tensor:
+        """ids (B, T) -> logits (B, T, V). With ``caches`` (one dict per layer) the ids
+        continue the cached positions and the caches are extended."""
+        B, T = ids.shape
+        start = caches[0]["k"].shape[2] if caches and "k" in caches[0] else 0
+        if start + T > self.block_size:
+            raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.block_size}")
+        pos = torch.arange(start, start + T, device=ids.device)
+        x = self.drop(self.tok_emb(ids) + self.pos_emb(pos))             # (B, T, D)
+        mask = causal_mask(T, start + T, ids.device)                      # (T, start+T)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask=mask, cache=None if caches is None else caches[i])
+        return self.lm_head(self.ln_f(x))
+
+    def training_step(self, batch: Any, group: str = "main") -> dict[str, torch.Tensor]:
+        x, y = batch
+        logits = self(x)
+        return {"loss": F.cross_entropy(logits.reshape(-1, self.vocab_size), y.reshape(-1))}
+
+    @torch.no_grad()
+    def predict(self, batch: Any) -> torch.Tensor:
+        return self(batch[0])
+
+    def build_evaluator(self, meta: dict) -> LanguageModelEvaluator:
+        return LanguageModelEvaluator(meta.get("chars_per_token"))
+
+    @torch.no_grad()
+    def generate(self, ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None,
+                 generator: torch.Generator | None = None, use_cache: bool = True
+                 ) -> torch.Tensor:
+        """Continue ids (B, T0) by ``max_new_tokens`` sampled tokens -> (B, T0 + new).
+
+        The model sees at most the last ``block_size`` tokens. With the cache, the prompt
+        is run once and every later step feeds only the newest token; once the context
+        slides past ``block_size`` every position changes, so the window is recomputed
+        exactly as without a cache.
+        """
+        was_training = self.training
+        self.eval()
+        out = ids
+        caches: list[dict] | None = None
+        for _ in range(max_new_tokens):
+            window = out[:, -self.block_size:]
+            if not use_cache or out.shape[1] > self.block_size:
+                logits = self(window)
+            elif caches is None:
+                caches = [{} for _ in self.blocks]
+                logits = self(window, caches)                              # prefill
+            else:
+                logits = self(out[:, -1:], caches)                         # one new position
+            nxt = sample_next(logits[:, -1], temperature, top_k, top_p, generator)
+            out = torch.cat([out, nxt[:, None]], dim=1)
+        self.train(was_training)
+        return out
