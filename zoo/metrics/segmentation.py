@@ -1,0 +1,215 @@
+"""Semantic-segmentation metrics (IoU, Dice, pixel accuracy, frequency-weighted IoU) and
+the Dice losses that train for them.
+
+The evaluator accumulates one (C, C+1) int64 confusion matrix over the whole split:
+rows are true classes, columns predicted classes, plus a last column for predicted
+values outside 0..C-1 (e.g. an "unlabelled" 255 in a prediction PNG), which count as
+a miss of the true class and as no class's prediction. With I = diagonal, P =
+predicted-pixel counts and T = true-pixel counts per class:
+
+* IoU_c = I / (P + T - I), Dice_c = 2I / (P + T), both over the whole split (the
+  dataset-level convention of PASCAL VOC and Cityscapes, not a mean of per-image
+  scores);
+* a class absent from both prediction and ground truth everywhere has 0/0: it is
+  NaN (``null`` in ``per_class``), named in ``absent_classes`` and left out of the
+  means; a class that is only predicted scores 0 and stays in;
+* pixel accuracy = sum I / sum T; frequency-weighted IoU = sum_c (T_c / sum T) IoU_c
+  (Long et al., FCN);
+* pixels whose target is ``ignore_index`` are removed from both prediction and target.
+
+Counting happens on the predictions' device (a ``bincount`` per batch); only the
+(C, C+1) matrix ever moves to the CPU, in ``compute``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from zoo.engine.errors import DataError
+from zoo.metrics.base import Evaluator
+
+
+def _labels_from(predictions: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) logits -> (B, H, W) argmax; one channel means a binary logit (> 0)."""
+    if predictions.ndim == 4:
+        if predictions.shape[1] == 1:
+            return (predictions[:, 0] > 0).long()
+        return predictions.argmax(1)
+    if predictions.is_floating_point():
+        raise ValueError("(B, H, W) predictions must be integer class labels, "
+                         "or pass (B, C, H, W) logits")
+    return predictions.long()
+
+
+def batch_masks(batch: Any) -> torch.Tensor:
+    """The (B, H, W) target of a segmentation batch: ``(images, masks)`` or ``{"mask": masks}``."""
+    if isinstance(batch, dict):
+        return batch["mask"] if "mask" in batch else batch["masks"]
+    return batch[1]
+
+
+def segmentation_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                        ignore_index: int | None = 255) -> torch.Tensor:
+    """(C, C+1) int64 confusion counts of (..., H, W) integer labels, on their device.
+
+    Raises ``DataError`` for a target value that is neither a class nor ``ignore_index``.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}; "
+                         "resize predictions to the mask size first")
+    c = int(num_classes)
+    target = target.long().reshape(-1)
+    pred = pred.long().reshape(-1)
+    keep = target != ignore_index if ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
+    if bool((keep & ((target < 0) | (target >= c))).any()):  # one host sync per batch
+        bad = target[keep & ((target < 0) | (target >= c))][0]
+        raise DataError(f"mask value {int(bad)} is neither a class in 0..{c - 1} nor the ignore "
+                        f"index {ignore_index}; check num_classes and ignore_index")
+    pred = torch.where((pred >= 0) & (pred < c), pred, torch.full_like(pred, c))
+    # Ignored pixels go to one extra bin that is dropped: no boolean indexing, no sync.
+    idx = torch.where(keep, target * (c + 1) + pred, torch.full_like(pred, c * (c + 1)))
+    counts = torch.bincount(idx, minlength=c * (c + 1) + 1)[: c * (c + 1)]
+    return counts.reshape(c, c + 1)
+
+
+def scores_from_counts(cm: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-class I, P, T (int64) and IoU, Dice (float64, NaN for absent classes) from (C, C+1) counts."""
+    cm = cm.to(torch.int64).cpu()
+    inter = cm.diagonal()
+    pred = cm[:, :-1].sum(0)
+    true = cm.sum(1)
+    union = pred + true - inter
+    nan = torch.tensor(float("nan"), dtype=torch.float64)
+    iou = torch.where(union > 0, inter.double() / union.clamp(min=1).double(), nan)
+    dice = torch.where(pred + true > 0, 2 * inter.double() / (pred + true).clamp(min=1).double(), nan)
+    return {"intersection": inter, "pred": pred, "true": true, "iou": iou, "dice": dice}
+
+
+class SegmentationEvaluator(Evaluator):
+    """Mean IoU (Jaccard; Everingham et al., PASCAL VOC), mean Dice (Dice 1945; the
+    V-Net/U-Net evaluation measure), pixel accuracy and frequency-weighted IoU (Long et
+    al., FCN), accumulated as exact integer counts over the split.
+
+    ``update(predictions, batch)``: (B, C, H, W) logits or (B, H, W) integer labels,
+    and ``batch = (images, masks)`` with (B, H, W) int64 masks. ``compute()`` gives
+    ``miou, mdice, pixel_accuracy, fw_iou``, ``per_class`` {name: {iou, dice}}
+    (None for a class absent everywhere), ``absent_classes`` and
+    ``confusion_matrix`` (C x C, rows true).
+    """
+
+    state_keys = ("cm",)
+
+    def __init__(self, num_classes: int, class_names: Sequence[str] | None = None,
+                 ignore_index: int = 255) -> None:
+        self.num_classes = int(num_classes)
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
+        self.ignore_index = ignore_index
+        self.last: dict[str, Any] | None = None
+        super().__init__()
+
+    def reset(self) -> None:
+        c = self.num_classes
+        self.cm = torch.zeros(c, c + 1, dtype=torch.int64)
+
+    def update(self, predictions: torch.Tensor, batch: Any) -> None:
+        target = batch_masks(batch)
+        pred = _labels_from(predictions.detach())
+        counts = segmentation_counts(pred, target.detach().to(pred.device), self.num_classes,
+                                     self.ignore_index)
+        if self.cm.device != counts.device:  # keep the running sum where the counting happens
+            self.cm = self.cm.to(counts.device)
+        self.cm += counts
+
+    def compute(self) -> dict[str, Any]:
+        s = scores_from_counts(self.cm)
+        iou, dice, true = s["iou"], s["dice"], s["true"]
+        present = ~torch.isnan(iou)
+        total = int(true.sum())
+
+        def nanmean(x: torch.Tensor) -> float:
+            return float(x[present].mean()) if bool(present.any()) else float("nan")
+
+        fw = float((true.double() * torch.nan_to_num(iou)).sum() / total) if total else float("nan")
+        out: dict[str, Any] = {
+            "miou": nanmean(iou), "mdice": nanmean(dice),
+            "pixel_accuracy": float(s["intersection"].sum()) / total if total else float("nan"),
+            "fw_iou": fw, "num_pixels": total,
+        }
+        out["per_class"] = {
+            name: {"iou": None if not present[i] else float(iou[i]),
+                   "dice": None if not present[i] else float(dice[i])}
+            for i, name in enumerate(self.class_names)
+        }
+        out["absent_classes"] = [n for i, n in enumerate(self.class_names) if not present[i]]
+        out["confusion_matrix"] = self.cm[:, :-1].cpu().tolist()
+        self.last = out
+        return out
+
+    def save_plots(self, directory: str | os.PathLike) -> list[Path]:
+        """IoU per class and the (row-normalised) confusion matrix as PNGs."""
+        from zoo.metrics import plots
+
+        out = self.last if self.last is not None else self.compute()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        ious = {n: v["iou"] for n, v in out["per_class"].items() if v["iou"] is not None}
+        return [
+            plots.plot_per_class_bars(ious, "IoU per class", directory / "iou_per_class.png"),
+            plots.plot_confusion_matrix(out["confusion_matrix"], self.class_names,
+                                        directory / "confusion_matrix.png"),
+        ]
+
+
+# -- losses ----------------------------------------------------------------------------------
+
+def soft_dice(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None = 255,
+              eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class soft Dice over the batch and which classes the metric would score.
+
+    ``logits`` (B, C, H, W) (C = 1: one binary logit, treated as two classes);
+    ``target`` (B, H, W). Probabilities p (softmax/sigmoid) and one-hot t over the
+    non-ignored pixels give d_c = (2 sum p t + eps) / (sum p + sum t + eps), shape (C,).
+    The mask (C,) bool marks classes present in the target or in the argmax
+    prediction — the classes ``SegmentationEvaluator`` does not call absent. On hard
+    (one-hot) probabilities d_c is the metric's Dice up to ``eps``.
+    """
+    if logits.shape[1] == 1:
+        p1 = torch.sigmoid(logits.float())
+        probs = torch.cat([1 - p1, p1], 1)
+    else:
+        probs = logits.float().softmax(1)
+    c = probs.shape[1]
+    target = target.long()
+    valid = (target != ignore_index) if ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
+    safe = torch.where(valid, target, torch.zeros_like(target))
+    onehot = F.one_hot(safe, c).permute(0, 3, 1, 2).to(probs.dtype)  # (B, C, H, W)
+    w = valid.unsqueeze(1).to(probs.dtype)
+    probs, onehot = probs * w, onehot * w
+    dims = (0, 2, 3)
+    inter = (probs * onehot).sum(dims)
+    denom = probs.sum(dims) + onehot.sum(dims)
+    dice = (2 * inter + eps) / (denom + eps)
+    hard = F.one_hot(probs.argmax(1), c).permute(0, 3, 1, 2).bool() & valid.unsqueeze(1)
+    scored = (onehot.sum(dims) > 0) | hard.any(dim=(0, 2, 3))
+    return dice, scored
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = 255,
+              eps: float = 1e-6) -> torch.Tensor:
+    """1 - mean soft Dice over the classes the metric scores on this batch (see ``soft_dice``).
+
+    On hard predictions, ``1 - dice_loss`` equals ``SegmentationEvaluator``'s mdice for
+    the same batch (up to ``eps``): both average over the classes present in the
+    target or in the prediction. A scalar; the selection of classes carries no gradient.
+    """
+    dice, scored = soft_dice(logits, target, ignore_index, eps)
+    if not bool(scored.any()):
+        return logits.sum() * 0.0  # every pixel ignored: nothing to learn, keep the graph
+    return 1.0 - dice[scored].mean()
