@@ -63,14 +63,18 @@ class ClassificationEvaluator(Evaluator):
                 hard = preds.argmax(1)
         else:
             hard = preds.long()
-        self.cm += confusion_matrix(hard, target, self.num_classes).cpu()
+        if self.cm.device != preds.device:  # count where the predictions are: no sync per batch
+            self.cm = self.cm.to(preds.device)
+            self.topk_correct = self.topk_correct.to(preds.device)
+        self.cm += confusion_matrix(hard, target, self.num_classes)
         if self.topk and preds.ndim == 2 and preds.shape[1] > 1:
             maxk = max(self.topk)
             top = preds.topk(maxk, dim=1).indices  # (B, maxk)
             hits = top == target[:, None]
-            self.topk_correct += torch.stack([hits[:, :k].any(1).sum() for k in self.topk]).cpu()
+            self.topk_correct += torch.stack([hits[:, :k].any(1).sum() for k in self.topk])
 
     def compute(self) -> dict[str, Any]:
+        self.cm, self.topk_correct = self.cm.cpu(), self.topk_correct.cpu()
         total = int(self.cm.sum())
         out: dict[str, Any] = {"accuracy": float(self.cm.diag().sum()) / max(total, 1)}
         for k, c in zip(self.topk, self.topk_correct.tolist()):
