@@ -1,5 +1,6 @@
-"""python train.py --help"""
+"""python train.py [key=value ...]   (python train.py --help lists models and datasets)"""
 
+import os
 import sys
 from pathlib import Path
 
@@ -8,4 +9,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from zoo.cli import train_main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(train_main(config_dir=Path(__file__).resolve().parent / "configs"))
+    # configs/ beside this file; ZOO_CONFIG_DIR points at another tree (tests, forks)
+    config_dir = os.environ.get("ZOO_CONFIG_DIR") or Path(__file__).resolve().parent / "configs"
+    sys.exit(train_main(config_dir=Path(config_dir)))

@@ -425,7 +425,7 @@ class Trainer:
     def _non_finite(self, group: str, losses: dict[str, torch.Tensor]) -> None:
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
-        values = ", ".join(f"{k}={float(v):.6g}" for k, v in losses.items())
+        values = ", ".join(f"{k}={float(v.detach()):.6g}" for k, v in losses.items())
         where = f"step {self.step + 1} (group '{group}')"
         if self.t.on_nonfinite == "skip":
             if D.is_main():

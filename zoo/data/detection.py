@@ -1,0 +1,474 @@
+"""Object detection data from local disk: COCO json, Pascal VOC xml and YOLO txt.
+
+Every reader turns its format into the same :class:`Record` list, and
+:class:`DetectionDataset` turns a record into torchvision's detection sample:
+
+    image  (3, H, W) float in [0, 1], at the file's own size (models resize themselves
+           and return boxes in these original pixels, so COCO/VOC scoring is exact)
+    target {"boxes": (N, 4) float xyxy pixels, "labels": (N,) int64 in 1..K,
+            "image_id": int, "area": (N,), "iscrowd": (N,) int64[, "difficult": (N,) bool]}
+
+Batches are ``(list of images, list of targets)`` (:func:`collate_detection`); images
+stay a list because real datasets mix sizes. Crowd regions and VOC ``difficult``
+objects stay in the targets so the evaluator can ignore them; models drop
+``iscrowd == 1`` boxes when they build training targets. Boxes that reach outside the
+image are clipped and boxes that are then empty are dropped, with one warning per
+split that counts both.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from zoo.data.base import DataModule
+from zoo.engine.errors import DataError, choices
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+VOC_CLASSES: tuple[str, ...] = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor")
+_TARGET_FIELDS = ("labels", "iscrowd", "area", "difficult")  # per-box fields besides boxes
+
+
+@dataclass
+class Record:
+    """One annotated image, boxes already in xyxy pixels of the file."""
+
+    file: Path
+    image_id: int
+    width: int
+    height: int
+    boxes: np.ndarray                 # (N, 4) float32 xyxy
+    labels: np.ndarray                # (N,) int64 in 1..K
+    iscrowd: np.ndarray | None = None  # (N,) int64
+    area: np.ndarray | None = None    # (N,) float32; box area when the format has none
+    difficult: np.ndarray | None = None  # (N,) bool (VOC)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def sanitize_records(records: list[Record], source: str) -> list[Record]:
+    """Clip boxes to their image and drop those left with no width or height.
+
+    Emits one warning for the whole list that counts clipped and dropped boxes."""
+    clipped = dropped = 0
+    for r in records:
+        b = r.boxes.reshape(-1, 4).astype(np.float32)
+        c = b.copy()
+        c[:, 0::2] = c[:, 0::2].clip(0, r.width)
+        c[:, 1::2] = c[:, 1::2].clip(0, r.height)
+        keep = (c[:, 2] - c[:, 0] >= 1) & (c[:, 3] - c[:, 1] >= 1)
+        clipped += int((np.abs(c - b).max(1, initial=0) > 1e-3)[keep].sum())
+        dropped += int((~keep).sum())
+        r.boxes = c[keep]
+        r.labels = r.labels[keep]
+        n = len(r.labels)
+        r.iscrowd = (r.iscrowd[keep] if r.iscrowd is not None else np.zeros(n, np.int64))
+        r.area = (r.area[keep] if r.area is not None else
+                  ((r.boxes[:, 2] - r.boxes[:, 0]) * (r.boxes[:, 3] - r.boxes[:, 1])))
+        if r.difficult is not None:
+            r.difficult = r.difficult[keep]
+    if clipped or dropped:
+        warnings.warn(f"{source}: clipped {clipped} boxes that reached outside their image and "
+                      f"dropped {dropped} degenerate or out-of-image boxes", stacklevel=2)
+    return records
+
+
+# -- readers -------------------------------------------------------------------------------
+def read_coco(ann_file: str | Path, image_dir: str | Path,
+              cat_ids: Sequence[int] | None = None) -> tuple[list[Record], list[str], list[int]]:
+    """Read a COCO ``instances_*.json``. Category ids (any integers, e.g. COCO's 1..90 with
+    gaps) map to contiguous labels 1..K in increasing id order, or in the order of
+    ``cat_ids`` when given (so train and val share one mapping). Returns
+    ``(records, class_names, cat_ids)`` with ``cat_ids[label - 1]`` the original id."""
+    ann_file, image_dir = Path(ann_file), Path(image_dir)
+    try:
+        with open(ann_file) as f:
+            coco = json.load(f)
+        cats = {c["id"]: c["name"] for c in coco["categories"]}
+        images = coco["images"]
+        anns = coco.get("annotations", [])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"could not read COCO annotations {ann_file}: {e}; expected a json file "
+                        f"with 'images', 'annotations' and 'categories'") from e
+    ids = list(cat_ids) if cat_ids is not None else sorted(cats)
+    label_of = {cid: i + 1 for i, cid in enumerate(ids)}
+    per_image: dict[int, list[dict]] = {img["id"]: [] for img in images}
+    for a in anns:
+        if a["category_id"] not in label_of:
+            raise DataError(f"{ann_file}: annotation {a.get('id')} has category_id "
+                            f"{a['category_id']}, which is not among its categories")
+        per_image.setdefault(a["image_id"], []).append(a)
+    records = []
+    for img in images:
+        rows = per_image[img["id"]]
+        xywh = np.asarray([a["bbox"] for a in rows], dtype=np.float32).reshape(-1, 4)
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)
+        records.append(Record(
+            file=image_dir / img["file_name"], image_id=int(img["id"]),
+            width=int(img["width"]), height=int(img["height"]), boxes=boxes,
+            labels=np.asarray([label_of[a["category_id"]] for a in rows], dtype=np.int64),
+            iscrowd=np.asarray([a.get("iscrowd", 0) for a in rows], dtype=np.int64),
+            area=np.asarray([a.get("area", w * h) for a, (_, _, w, h) in zip(rows, xywh)],
+                            dtype=np.float32)))
+    return sanitize_records(records, str(ann_file)), [cats[i] for i in ids], ids
+
+
+def read_voc(root: str | Path, split: str,
+             class_names: Sequence[str] = VOC_CLASSES) -> list[Record]:
+    """Read a VOC2007-style folder: ``ImageSets/Main/<split>.txt`` lists ids, each with
+    ``Annotations/<id>.xml`` and ``JPEGImages/<id>.jpg``. VOC's 1-based inclusive pixel
+    corners become continuous coordinates ``(xmin - 1, ymin - 1, xmax, ymax)``."""
+    root = Path(root)
+    list_file = root / "ImageSets" / "Main" / f"{split}.txt"
+    if not list_file.is_file():
+        raise DataError(f"no {list_file}; a VOC root holds JPEGImages/, Annotations/ and "
+                        f"ImageSets/Main/<split>.txt (e.g. datasets/VOC2007)")
+    label_of = {n: i + 1 for i, n in enumerate(class_names)}
+    ids = [ln.split()[0] for ln in list_file.read_text().splitlines() if ln.strip()]
+    records = []
+    for k, ident in enumerate(ids):
+        xml_file = root / "Annotations" / f"{ident}.xml"
+        try:
+            tree = ET.parse(xml_file).getroot()
+            size = tree.find("size")
+            w, h = int(float(size.findtext("width"))), int(float(size.findtext("height")))
+            boxes, labels, difficult = [], [], []
+            for obj in tree.iter("object"):
+                name = obj.findtext("name").strip()
+                if name not in label_of:
+                    raise DataError(f"{xml_file}: class '{name}' is not one of data.class_names "
+                                    f"({choices(class_names)})")
+                bb = obj.find("bndbox")
+                x0, y0, x1, y1 = (float(bb.findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax"))
+                boxes.append([x0 - 1, y0 - 1, x1, y1])
+                labels.append(label_of[name])
+                difficult.append(int(obj.findtext("difficult") or 0) == 1)
+        except DataError:
+            raise
+        except (OSError, ET.ParseError, AttributeError, TypeError, ValueError) as e:
+            raise DataError(f"could not read VOC annotation {xml_file} ({e}); expected "
+                            f"<size><width/><height/></size> and <object><name/><bndbox>"
+                            f"<xmin/><ymin/><xmax/><ymax/></bndbox></object> entries") from e
+        records.append(Record(
+            file=root / "JPEGImages" / f"{ident}.jpg", image_id=k, width=w, height=h,
+            boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+            labels=np.asarray(labels, dtype=np.int64),
+            difficult=np.asarray(difficult, dtype=bool), extra={"name": ident}))
+    return sanitize_records(records, f"{root} ({split})")
+
+
+def read_yolo_names(data_yaml: str | Path) -> tuple[dict, list[str]]:
+    """The parsed ``data.yaml`` and its class names (a list, or a ``{index: name}`` map)."""
+    import yaml
+
+    data_yaml = Path(data_yaml)
+    if not data_yaml.is_file():
+        raise DataError(f"no {data_yaml}; a YOLO dataset root holds data.yaml (train:, val: image "
+                        f"folders relative to it, names: list) with labels/ beside images/")
+    try:
+        spec = yaml.safe_load(data_yaml.read_text()) or {}
+        names = spec["names"]
+    except (yaml.YAMLError, KeyError, TypeError) as e:
+        raise DataError(f"could not read {data_yaml}: it needs a 'names:' list of class "
+                        f"names ({e})") from e
+    if isinstance(names, dict):
+        names = [names[k] for k in sorted(names)]
+    return spec, [str(n) for n in names]
+
+
+def read_yolo_txt(root: str | Path, split: str, data_yaml: str = "data.yaml") -> list[Record]:
+    """Read a YOLO txt split: images in the folder ``data.yaml`` names for ``split``, each
+    with ``labels/.../<stem>.txt`` beside ``images/`` holding ``class cx cy w h`` lines
+    (0-based class, box normalised by the image size). A missing label file is an image
+    without objects."""
+    from PIL import Image
+
+    root = Path(root)
+    spec, names = read_yolo_names(root / data_yaml)
+    if split not in spec:
+        raise DataError(f"{root / data_yaml} has no '{split}:' entry; it names "
+                        f"{choices(k for k in spec if k != 'names')}")
+    base = root / spec.get("path", ".")
+    folder = (base / spec[split]).resolve()
+    if not folder.is_dir():
+        raise DataError(f"the '{split}' image folder {folder} named in {root / data_yaml} does "
+                        f"not exist")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    records = []
+    for k, img_file in enumerate(files):
+        parts = list(img_file.parts)
+        idx = len(parts) - 1 - parts[::-1].index("images") if "images" in parts else None
+        if idx is None:
+            raise DataError(f"{img_file} is not under an images/ folder; YOLO txt labels are "
+                            f"found by replacing images/ with labels/")
+        label_file = Path(*parts[:idx], "labels", *parts[idx + 1:]).with_suffix(".txt")
+        try:
+            with Image.open(img_file) as im:
+                w, h = im.size
+        except OSError as e:
+            raise DataError(f"could not read image {img_file}: {e}") from e
+        rows = np.zeros((0, 5), dtype=np.float64)
+        if label_file.is_file():
+            try:
+                rows = np.loadtxt(label_file, ndmin=2, dtype=np.float64).reshape(-1, 5)
+            except ValueError as e:
+                raise DataError(f"{label_file}: each line must be 'class cx cy w h' with "
+                                f"normalised coordinates ({e})") from e
+        cls = rows[:, 0].astype(np.int64)
+        if len(cls) and (cls.min() < 0 or cls.max() >= len(names)):
+            raise DataError(f"{label_file}: class index {int(cls.max())} is outside 0..{len(names) - 1}"
+                            f" of the names in {root / data_yaml}")
+        cx, cy, bw, bh = rows[:, 1] * w, rows[:, 2] * h, rows[:, 3] * w, rows[:, 4] * h
+        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1).astype(np.float32)
+        records.append(Record(file=img_file, image_id=k, width=w, height=h, boxes=boxes,
+                              labels=cls + 1))
+    return sanitize_records(records, f"{folder}")
+
+
+# -- transforms and dataset ----------------------------------------------------------------
+class DetectionTransform:
+    """Apply a transforms-v2 pipeline to ``(uint8 image, target)``: boxes travel as
+    ``tv_tensors.BoundingBoxes`` and masks as ``tv_tensors.Mask``, so geometric
+    transforms move them with the image; ``SanitizeBoundingBoxes`` at the end drops
+    boxes cropped away together with every per-box field."""
+
+    def __init__(self, transforms: Sequence[Callable]) -> None:
+        from torchvision.transforms import v2
+
+        self.pipeline = v2.Compose([
+            *transforms,
+            v2.ClampBoundingBoxes(),
+            v2.SanitizeBoundingBoxes(labels_getter=_per_box_fields),
+        ])
+
+    def __call__(self, image: torch.Tensor, target: dict[str, Any]) -> tuple[torch.Tensor, dict]:
+        from torchvision import tv_tensors
+
+        t = dict(target)
+        t["boxes"] = tv_tensors.BoundingBoxes(t["boxes"], format="XYXY",
+                                              canvas_size=tuple(image.shape[-2:]))
+        for k in ("masks", "semantic"):
+            if k in t:
+                t[k] = tv_tensors.Mask(t[k])
+        image, t = self.pipeline(tv_tensors.Image(image), t)
+        out = {k: (v.as_subclass(torch.Tensor) if isinstance(v, torch.Tensor) else v)
+               for k, v in t.items()}
+        return image.as_subclass(torch.Tensor), out
+
+
+def _per_box_fields(inputs: Any) -> tuple[torch.Tensor, ...]:
+    target = inputs[1]
+    return tuple(target[k] for k in _TARGET_FIELDS if k in target)
+
+
+class _IoUCropIfBoxes:
+    """SSD's random IoU crop, skipped for images without boxes (it needs some)."""
+
+    def __init__(self) -> None:
+        from torchvision.transforms import v2
+
+        self.crop = v2.RandomIoUCrop()
+
+    def __call__(self, image: Any, target: dict) -> Any:
+        if len(target["boxes"]) == 0:
+            return image, target
+        return self.crop(image, target)
+
+
+def build_detection_transforms(train: bool, *, hflip: float = 0.5, color: float = 0.0,
+                               crop: bool = False, size: int | None = None,
+                               scale_range: Sequence[float] | None = None
+                               ) -> DetectionTransform | None:
+    """Training augmentation (evaluation uses the images as they are): photometric
+    distortion with probability ``color``, SSD's IoU crop, scale jitter of the image to
+    ``size * U(scale_range)`` on its longer side, horizontal flip with probability
+    ``hflip``. Returns None when there is nothing to do."""
+    from torchvision.transforms import v2
+
+    if not train:
+        return None
+    ops: list[Callable] = []
+    if color > 0:
+        ops.append(v2.RandomPhotometricDistort(p=color))
+    if crop:
+        ops.append(_IoUCropIfBoxes())
+    if size is not None:
+        ops.append(v2.ScaleJitter((int(size), int(size)), scale_range=tuple(scale_range or (1, 1)),
+                                  antialias=True))
+    if hflip > 0:
+        ops.append(v2.RandomHorizontalFlip(hflip))
+    return DetectionTransform(ops) if ops else None
+
+
+def decode_image_file(path: Path) -> torch.Tensor:
+    """(3, H, W) uint8 RGB; a missing or corrupt file is a :class:`DataError`."""
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    try:
+        return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+    except (RuntimeError, OSError, ValueError) as e:
+        raise DataError(f"could not read image {path}: {e}") from e
+
+
+class DetectionDataset(Dataset):
+    """Images and targets from :class:`Record` s (see the module docstring for the form)."""
+
+    def __init__(self, records: list[Record], transforms: Callable | None = None) -> None:
+        self.records = records
+        self.transforms = transforms
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def target(self, index: int) -> dict[str, Any]:
+        r = self.records[index]
+        t: dict[str, Any] = {
+            "boxes": torch.from_numpy(r.boxes).reshape(-1, 4),
+            "labels": torch.from_numpy(r.labels),
+            "image_id": r.image_id,
+            "area": torch.from_numpy(np.asarray(r.area, dtype=np.float32)),
+            "iscrowd": torch.from_numpy(np.asarray(r.iscrowd, dtype=np.int64)),
+        }
+        if r.difficult is not None:
+            t["difficult"] = torch.from_numpy(r.difficult)
+        return t
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        r = self.records[index]
+        image = decode_image_file(r.file)
+        if tuple(image.shape[-2:]) != (r.height, r.width):
+            raise DataError(f"{r.file} is {image.shape[-1]}x{image.shape[-2]} pixels but its "
+                            f"annotation says {r.width}x{r.height}")
+        target = self.target(index)
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return image.float() / 255, target
+
+    def box_sizes(self, limit: int | None = None) -> torch.Tensor:
+        """(M, 2) non-crowd box widths and heights as fractions of their image's size."""
+        rows = []
+        for r in self.records[:limit]:
+            keep = r.iscrowd == 0
+            wh = r.boxes[keep, 2:] - r.boxes[keep, :2]
+            rows.append(wh / np.asarray([r.width, r.height], dtype=np.float32))
+        return torch.from_numpy(np.concatenate(rows)) if rows else torch.zeros(0, 2)
+
+
+def collate_detection(batch: Sequence[tuple[torch.Tensor, dict]]) -> tuple[list, list]:
+    """``[(image, target), ...]`` -> ``(list of images, list of targets)``."""
+    images, targets = zip(*batch) if batch else ((), ())
+    return list(images), list(targets)
+
+
+# -- DataModules ---------------------------------------------------------------------------
+class _DiskDetectionData(DataModule):
+    """Shared part of the on-disk formats: split names, augmentation, the class check."""
+
+    def __init__(self, *, root: str, num_classes: int, image_size: int = 416,
+                 train_split: str = "train", val_split: str = "val", test_split: str | None = None,
+                 hflip: float = 0.5, color: float = 0.5, crop: bool = False,
+                 scale_range: Sequence[float] = (0.75, 1.25), **kwargs: Any) -> None:
+        super().__init__(root=root, num_classes=num_classes, image_size=image_size,
+                         train_split=train_split, val_split=val_split, test_split=test_split,
+                         hflip=hflip, color=color, crop=crop, scale_range=list(scale_range),
+                         **kwargs)
+        self.root = Path(root).expanduser()
+        self.split_names = {"train": train_split, "val": val_split,
+                            "test": test_split or val_split}
+        self.collate_fn = collate_detection
+        self.augment = dict(hflip=hflip, color=color, crop=crop, size=image_size,
+                            scale_range=scale_range)
+
+    def _check_classes(self, names: list[str], where: str) -> None:
+        self.meta["class_names"] = names
+        if len(names) != int(self.meta["num_classes"]):
+            raise DataError(f"{where} has {len(names)} classes but data.num_classes="
+                            f"{self.meta['num_classes']}; set data.num_classes={len(names)}")
+
+    def records(self, split: str) -> list[Record]:
+        raise NotImplementedError
+
+    def build(self, split: str) -> DetectionDataset:
+        tf = build_detection_transforms(split == "train", **self.augment)
+        return DetectionDataset(self.records(split), tf)
+
+
+class CocoData(_DiskDetectionData):
+    """COCO json detection data in the 2017 layout: ``root/annotations/instances_<split>.json``
+    and images in ``root/<split>/``. ``meta["label_to_cat_id"]`` maps labels 1..K back to
+    the json's category ids for results files."""
+
+    def __init__(self, *, root: str = "datasets/coco", num_classes: int = 80,
+                 train_split: str = "train2017", val_split: str = "val2017",
+                 ann_file: str = "annotations/instances_{split}.json",
+                 image_dir: str = "{split}", **kwargs: Any) -> None:
+        super().__init__(root=root, num_classes=num_classes, train_split=train_split,
+                         val_split=val_split, ann_file=ann_file, image_dir=image_dir, **kwargs)
+        self.ann_file, self.image_dir = ann_file, image_dir
+        # Categories come from the validation file (smaller than train2017's 450 MB) so the
+        # class names are known before any split is built; train must agree.
+        ann = self._paths(self.split_names["val"])[0]
+        try:
+            with open(ann) as f:
+                cats = sorted(json.load(f)["categories"], key=lambda c: c["id"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise DataError(
+                f"could not read {ann} ({type(e).__name__}); data=coco expects data.root with "
+                f"annotations/instances_{{train,val}}2017.json and train2017/, val2017/ image "
+                f"folders (split names: data.train_split, data.val_split)") from e
+        self.cat_ids = [int(c["id"]) for c in cats]
+        self._check_classes([c["name"] for c in cats], str(ann))
+        self.meta["label_to_cat_id"] = {i + 1: cid for i, cid in enumerate(self.cat_ids)}
+
+    def _paths(self, split: str) -> tuple[Path, Path]:
+        return (self.root / self.ann_file.format(split=split),
+                self.root / self.image_dir.format(split=split))
+
+    def records(self, split: str) -> list[Record]:
+        ann, images = self._paths(self.split_names[split])
+        if not ann.is_file():
+            raise DataError(f"no {ann}; data=coco expects data.root with annotations/"
+                            f"instances_<split>.json and <split>/ image folders")
+        return read_coco(ann, images, cat_ids=self.cat_ids)[0]
+
+
+class VocData(_DiskDetectionData):
+    """Pascal VOC detection data from a ``VOC2007``-style folder (``JPEGImages/``,
+    ``Annotations/``, ``ImageSets/Main/<split>.txt``); ``difficult`` flags kept."""
+
+    def __init__(self, *, root: str = "datasets/VOC2007", num_classes: int = 20,
+                 class_names: Sequence[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(root=root, num_classes=num_classes, **kwargs)
+        if not (self.root / "Annotations").is_dir():
+            raise DataError(f"no Annotations/ folder under {self.root}; data=voc expects "
+                            f"data.root at a VOC2007-style folder with JPEGImages/, Annotations/ "
+                            f"and ImageSets/Main/train.txt, val.txt")
+        self._check_classes(list(class_names or VOC_CLASSES), str(self.root))
+
+    def records(self, split: str) -> list[Record]:
+        return read_voc(self.root, self.split_names[split], self.meta["class_names"])
+
+
+class YoloTxtData(_DiskDetectionData):
+    """YOLO txt detection data: ``root/data.yaml`` names the ``train:``/``val:`` image
+    folders and the class ``names:``; labels live in ``labels/`` beside ``images/``."""
+
+    def __init__(self, *, root: str = "datasets/yolo", num_classes: int = 80,
+                 data_yaml: str = "data.yaml", **kwargs: Any) -> None:
+        super().__init__(root=root, num_classes=num_classes, data_yaml=data_yaml, **kwargs)
+        self.data_yaml = data_yaml
+        _, names = read_yolo_names(self.root / data_yaml)
+        self._check_classes(names, str(self.root / data_yaml))
+
+    def records(self, split: str) -> list[Record]:
+        return read_yolo_txt(self.root, self.split_names[split], self.data_yaml)
