@@ -64,7 +64,7 @@ def random_detection_set(seed: int, n_images: int, num_classes: int, *, mean_obj
         if masks:
             yy, xx = np.mgrid[:size, :size]
 
-            def ellipse(b):
+            def ellipse(b, xx=xx, yy=yy):
                 cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
                 rx, ry = max((b[2] - b[0]) / 2, 1), max((b[3] - b[1]) / 2, 1)
                 return (((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1).astype(np.uint8)

@@ -24,7 +24,12 @@ def _data(seed=0, n=300, c=7):
 
 
 def test_against_sklearn():
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+    )
 
     logits, y = _data()
     ev = ClassificationEvaluator(7, topk=(3, 5))
@@ -33,13 +38,22 @@ def test_against_sklearn():
     pred = logits.argmax(1).numpy()
     assert m["accuracy"] == pytest.approx(accuracy_score(y, pred), abs=1e-15)
     assert m["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro", zero_division=0), abs=1e-12)
-    p, r, f, s = precision_recall_fscore_support(y, pred, zero_division=0)
+    p, r, _, _ = precision_recall_fscore_support(y, pred, zero_division=0)
     for i in range(7):
         assert m["per_class"][str(i)]["recall"] == pytest.approx(r[i], abs=1e-12)
         assert m["per_class"][str(i)]["precision"] == pytest.approx(p[i], abs=1e-12)
     assert m["confusion_matrix"] == confusion_matrix(y, pred).tolist()
     top5 = (torch.topk(logits, 5).indices == y[:, None]).any(1).double().mean()
     assert m["top5_accuracy"] == pytest.approx(float(top5), abs=1e-15)
+
+
+def test_plots(tmp_path):
+    logits, y = _data(5, n=50, c=3)
+    ev = ClassificationEvaluator(3, ["a", "b", "c"])
+    ev.update(logits, (None, y))
+    ev.compute()
+    for path in ev.save_plots(tmp_path):
+        assert path.stat().st_size > 1000
 
 
 def test_batch_and_process_independence():

@@ -140,7 +140,7 @@ def _one_line_error(options, match):
 
 
 def test_detection_bad_files(coco_files, tmp_path):
-    _, gt_path, res_path, gt, res = coco_files
+    _, gt_path, res_path, _, res = coco_files
     base = {"task": "detection", "gt": gt_path, "predictions": res_path}
     _one_line_error({**base, "gt": str(tmp_path / "nope.json")}, "not found")
     (tmp_path / "bad.json").write_text("{not json")

@@ -60,6 +60,26 @@ def test_bad_mask_value_and_shape():
         ev.update(torch.zeros(1, 3, 4, 4), (None, torch.zeros(1, 2, 2, dtype=torch.long)))
 
 
+@pytest.mark.parametrize("ignore", [0, -1, 255, None])
+def test_any_ignore_index_equals_dropping_the_pixels(ignore):
+    g = torch.Generator().manual_seed(5)
+    target = torch.randint(0, 3, (2, 6, 7), generator=g)
+    pred = torch.randint(0, 4, (2, 6, 7), generator=g)  # 3 is outside the classes: a miss
+    drop = torch.rand(2, 6, 7, generator=g) < 0.3
+    marked = target.masked_fill(drop, ignore) if ignore is not None else target
+    ev = SegmentationEvaluator(3, ignore_index=ignore)
+    ev.update(pred, (None, marked))
+    keep = ~drop if ignore is not None else torch.ones_like(drop)
+    if ignore == 0:
+        keep &= target != 0  # class 0 pixels are ignored too
+    want = torch.zeros(3, 4, dtype=torch.int64)
+    for t, p in zip(target[keep].tolist(), pred[keep].tolist()):
+        want[t, p] += 1
+    assert torch.equal(ev.cm, want)
+    with pytest.raises(DataError, match="mask value 5"):
+        ev.update(pred, (None, marked.masked_fill(~drop & (target == 1), 5)))
+
+
 def _random_batch(seed, n=4, c=5, size=24):
     g = torch.Generator().manual_seed(seed)
     target = torch.randint(0, c - 1, (n, size, size), generator=g)  # class c-1 never appears

@@ -6,7 +6,10 @@ of the number of processes.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -91,6 +94,20 @@ class ClassificationEvaluator(Evaluator):
         }
         out["confusion_matrix"] = self.cm.tolist()
         return out
+
+
+    def save_plots(self, directory: str | os.PathLike) -> list[Path]:
+        """The row-normalised confusion matrix and F1 per class as PNGs."""
+        from zoo.metrics import plots
+
+        directory = Path(directory)
+        f1 = precision_recall_f1(self.cm.cpu())["f1"].tolist()
+        return [
+            plots.plot_confusion_matrix(self.cm.cpu().tolist(), self.class_names,
+                                        directory / "confusion_matrix.png"),
+            plots.plot_per_class_bars(dict(zip(self.class_names, f1)), "F1 per class",
+                                      directory / "f1_per_class.png"),
+        ]
 
 
 def batch_labels(batch: Any) -> torch.Tensor:

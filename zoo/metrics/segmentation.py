@@ -24,8 +24,9 @@ Counting happens on the predictions' device (a ``bincount`` per batch); only the
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -54,27 +55,47 @@ def batch_masks(batch: Any) -> torch.Tensor:
 
 
 def segmentation_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
-                        ignore_index: int | None = 255) -> torch.Tensor:
+                        ignore_index: int | None = 255, pred_in_range: bool = False) -> torch.Tensor:
     """(C, C+1) int64 confusion counts of (..., H, W) integer labels, on their device.
 
-    Raises ``DataError`` for a target value that is neither a class nor ``ignore_index``.
+    One fused index ``target * (C+1) + pred`` and one ``bincount``: every target value
+    gets a row, so the ignored row is simply dropped and a row for a value that is
+    neither a class nor ``ignore_index`` is reported (``DataError``) without another
+    pass over the pixels. ``pred_in_range`` skips mapping predictions outside 0..C-1
+    to the last column (an argmax is always in range).
     """
     if pred.shape != target.shape:
         raise ValueError(f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}; "
                          "resize predictions to the mask size first")
     c = int(num_classes)
-    target = target.long().reshape(-1)
-    pred = pred.long().reshape(-1)
-    keep = target != ignore_index if ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
-    if bool((keep & ((target < 0) | (target >= c))).any()):  # one host sync per batch
-        bad = target[keep & ((target < 0) | (target >= c))][0]
-        raise DataError(f"mask value {int(bad)} is neither a class in 0..{c - 1} nor the ignore "
-                        f"index {ignore_index}; check num_classes and ignore_index")
-    pred = torch.where((pred >= 0) & (pred < c), pred, torch.full_like(pred, c))
-    # Ignored pixels go to one extra bin that is dropped: no boolean indexing, no sync.
-    idx = torch.where(keep, target * (c + 1) + pred, torch.full_like(pred, c * (c + 1)))
-    counts = torch.bincount(idx, minlength=c * (c + 1) + 1)[: c * (c + 1)]
-    return counts.reshape(c, c + 1)
+    t = target.reshape(-1).long()
+    p = pred.reshape(-1).long()
+    if not pred_in_range:
+        p = p.masked_fill((p < 0) | (p >= c), c)
+    if ignore_index is not None and ignore_index < 0:  # give the ignored pixels a row of their own
+        if bool((t == c).any()):
+            raise _bad_value(c, c, ignore_index)
+        t = t.masked_fill(t == ignore_index, c)
+        ignored_row = c
+    else:
+        ignored_row = ignore_index
+    try:
+        counts = torch.bincount(torch.add(p, t, alpha=c + 1), minlength=c * (c + 1))
+    except RuntimeError:  # a negative target value
+        raise _bad_value(int(t.min()), c, ignore_index) from None
+    rows = counts.shape[0] // (c + 1) + 1
+    counts = F.pad(counts, (0, rows * (c + 1) - counts.shape[0])).reshape(rows, c + 1)
+    if ignored_row is not None and ignored_row < rows:
+        counts[ignored_row] = 0
+    extra = counts[c:].sum(1)  # pixels whose target is not a class
+    if extra.numel() and bool(extra.any()):
+        raise _bad_value(c + int(extra.nonzero()[0, 0]), c, ignore_index)
+    return counts[:c]
+
+
+def _bad_value(value: int, c: int, ignore_index: int | None) -> DataError:
+    return DataError(f"mask value {value} is neither a class in 0..{c - 1} nor the ignore index "
+                     f"{ignore_index}; check num_classes and ignore_index")
 
 
 def scores_from_counts(cm: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -122,7 +143,7 @@ class SegmentationEvaluator(Evaluator):
         target = batch_masks(batch)
         pred = _labels_from(predictions.detach())
         counts = segmentation_counts(pred, target.detach().to(pred.device), self.num_classes,
-                                     self.ignore_index)
+                                     self.ignore_index, pred_in_range=predictions.ndim == 4)
         if self.cm.device != counts.device:  # keep the running sum where the counting happens
             self.cm = self.cm.to(counts.device)
         self.cm += counts
