@@ -88,7 +88,7 @@ class MaskedLMEvaluator(LanguageModelEvaluator):
     """BERT pre-training: masked-token ``loss``/``perplexity``/``token_accuracy`` over the
     chosen (masked) positions and next-sentence ``nsp_accuracy``.
 
-    ``update({"mlm_logits": (B, T, V), "nsp_logits": (B, 2)}, batch)`` with batch keys
+    ``update((mlm_logits (B, T, V), nsp_logits (B, 2)), batch)`` with batch keys
     ``mlm_labels`` (B, T; -100 where not chosen) and ``nsp_label`` (B,).
     """
 
@@ -99,9 +99,11 @@ class MaskedLMEvaluator(LanguageModelEvaluator):
         self.nsp_correct = torch.zeros((), dtype=torch.int64)
         self.nsp_total = torch.zeros((), dtype=torch.int64)
 
-    def update(self, predictions: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> None:
-        self.update_tokens(predictions["mlm_logits"], batch["mlm_labels"])
-        nsp = predictions["nsp_logits"].detach().argmax(-1).cpu()
+    def update(self, predictions: tuple[torch.Tensor, torch.Tensor],
+               batch: dict[str, torch.Tensor]) -> None:
+        mlm_logits, nsp_logits = predictions
+        self.update_tokens(mlm_logits, batch["mlm_labels"])
+        nsp = nsp_logits.detach().argmax(-1).cpu()
         self.nsp_correct += (nsp == batch["nsp_label"].cpu()).sum()
         self.nsp_total += nsp.numel()
 

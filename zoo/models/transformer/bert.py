@@ -70,7 +70,7 @@ class BERT(ZooModel):
     transposed plus a bias) on the masked positions, and a next-sentence head on the pooled
     [CLS]; the loss is their sum. Batches come from ``zoo.data.text.BertPretrainData``.
 
-    ``predict`` returns ``{"mlm_logits": (B, T, V), "nsp_logits": (B, 2)}``.
+    ``predict`` returns the pair ``(mlm_logits (B, T, V), nsp_logits (B, 2))``.
     ``predict.py run=DIR text="The assert state_____"`` fills every ``_`` (``mask=`` sets
     another placeholder character).
     """
@@ -106,8 +106,9 @@ class BERT(ZooModel):
         return {"loss_mlm": mlm, "loss_nsp": nsp}
 
     @torch.no_grad()
-    def predict(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return self(batch["input_ids"], batch["segment_ids"])
+    def predict(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self(batch["input_ids"], batch["segment_ids"])
+        return out["mlm_logits"], out["nsp_logits"]
 
     def build_evaluator(self, meta: dict) -> MaskedLMEvaluator:
         return MaskedLMEvaluator()
