@@ -177,16 +177,28 @@ def test_torchrun_two_processes_on_cpu(config_dir, tmp_path):
     run = tmp_path / "ddp"
     env = {**os.environ, "ZOO_CONFIG_DIR": str(config_dir), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "train.py"), *BASE, f"hydra.run.dir={run}", "trainer.val_every=10"]
+           str(ROOT / "train.py"), "model=logistic_regression", "trainer.max_steps=30",
+           "trainer.val_every=15", "trainer.progress=false", "logger=none", f"hydra.run.dir={run}"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("run dir:") == 1  # rank 0 alone logs
+    assert "processes=2" in proc.stdout
     state = ckpt(run)
-    assert state["step"] == 20
-    # The validation numbers of the 2-process run equal a single-process evaluation
-    # of the same checkpoint on the same split.
+    assert state["step"] == 30
+    # The validation numbers of the 2-process run equal a single-process evaluation of
+    # the same checkpoint on the same split, exactly.
     out = tmp_path / "single.json"
-    assert evaluate_main([f"run={run}", "split=val", f"output={out}", "ckpt=" + str(run / "checkpoints" / "last.pt")]) == 0
+    assert evaluate_main([f"run={run}", "split=val", f"output={out}",
+                          "ckpt=" + str(run / "checkpoints" / "last.pt")]) == 0
     single = json.loads(out.read_text())
-    assert single["mse"] == pytest.approx(state["last_metrics"]["mse"], rel=1e-6)
-    assert single["num_samples"] == 64
+    logged = state["last_metrics"]
+    assert single["num_samples"] == logged["num_samples"] == 359
+    assert single["accuracy"] == logged["accuracy"]
+    assert single["macro_f1"] == logged["macro_f1"]
+
+
+def test_bf16_autocast_on_cpu_and_deterministic_switch(train, tmp_path):
+    run = tmp_path / "run"
+    assert train(*BASE, f"hydra.run.dir={run}", "trainer.amp=bf16", "trainer.deterministic=true",
+                 "trainer.max_steps=4") == 0
+    assert all(torch.isfinite(v).all() for v in ckpt(run)["model"].values())

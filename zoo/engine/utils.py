@@ -45,11 +45,14 @@ def seed_everything(seed: int) -> None:
 
 
 def set_deterministic(on: bool) -> None:
+    """trainer.deterministic: deterministic kernels (warn only where none exists, e.g.
+    roi_align backward on CUDA) and no cuDNN autotuning. Set both ways, so one process
+    that trains twice does not keep the first run's setting."""
     if on:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        # warn_only: some CUDA kernels (roi_align backward) have no deterministic version
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(bool(on), warn_only=True)
+    torch.backends.cudnn.deterministic = bool(on)
+    if on:
         torch.backends.cudnn.benchmark = False
 
 
