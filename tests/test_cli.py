@@ -81,3 +81,13 @@ def test_entry_script_exit_status():
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: unknown model 'nope'")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_multirun_sweep(config_dir, tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    assert train_main(["-m", "model=two_group", "optim.lr=0.01,0.1", "trainer.max_steps=2",
+                       "logger=none", "trainer.progress=false", f"hydra.sweep.dir={sweep}"],
+                      config_dir=config_dir) == 0
+    lrs = sorted(float(__import__("yaml").safe_load((sweep / str(i) / "config.yaml").read_text())
+                       ["optim"]["lr"]) for i in range(2))
+    assert lrs == [0.01, 0.1]

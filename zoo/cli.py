@@ -74,7 +74,40 @@ def train_main(argv: list[str] | None = None, config_dir: Path | None = None) ->
     if any(a in ("-h", "--help", "help") for a in argv):
         print(USAGE_TRAIN + "\navailable configs:\n" + _listing(cdir))
         return 0
+    if any(a in ("-m", "--multirun") for a in argv):
+        return _guard(lambda: _multirun([a for a in argv if a not in ("-m", "--multirun")], cdir))
     return _guard(lambda: _train(argv, cdir))
+
+
+def _multirun(argv: list[str], cdir: Path) -> int:
+    """A sweep: the cartesian product of comma-separated values (Hydra's sweep syntax,
+    e.g. ``-m model=lenet,mlp optim.lr=1e-3,1e-2``), one run directory each under
+    ``multirun/<date>/<time>/<n>`` (or ``hydra.sweep.dir=DIR``), run one after another."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    sweep_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.sweep.dir=")),
+                     time.strftime("multirun/%Y-%m-%d/%H-%M-%S"))
+    argv = [a for a in argv if not a.startswith(("hydra.sweep.dir=", "hydra.run.dir="))]
+    try:
+        parsed = OverridesParser.create().parse_overrides(argv)
+    except HydraException as e:
+        raise UserError(f"bad sweep: {str(e).splitlines()[0]}") from None
+    axes = []
+    for ov in parsed:
+        key = ov.get_key_element()
+        values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
+        axes.append([f"{key}={v}" for v in values])
+    combos = list(itertools.product(*axes))
+    failures = 0
+    for i, combo in enumerate(combos):
+        print(f"[{i + 1}/{len(combos)}] {' '.join(combo)}", flush=True)
+        code = _guard(lambda: _train([*combo, f"hydra.run.dir={sweep_dir}/{i}"], cdir))
+        failures += code != 0
+    print(f"sweep done: {len(combos) - failures}/{len(combos)} runs succeeded in {sweep_dir}")
+    return 0 if failures == 0 else 1
 
 
 def _train(argv: list[str], cdir: Path) -> int:
