@@ -506,6 +506,9 @@ class DetectionEvaluator(Evaluator):
             }
             if self.iou_type == "segm":
                 pm, gm = _binary_masks(p["masks"]), _binary_masks(t["masks"])
+                if pm.shape[-2:] != gm.shape[-2:]:
+                    raise ValueError(f"predicted masks are {tuple(pm.shape[-2:])} but target masks "
+                                     f"{tuple(gm.shape[-2:])}: paste masks at the target's size")
                 rec["masks"] = _rle_encode(pm.cpu().numpy())
                 rec["gt_masks"] = _rle_encode(gm.cpu().numpy())
                 if not height:
@@ -723,7 +726,9 @@ def write_coco_results(path: str | os.PathLike,
     [, "masks" (N, H, W) or (N, 1, H, W)][, "keypoints" (N, P, 3)]}}, tensors or arrays.
     ``label_to_cat_id`` maps a label (1..K) to the dataset's category id, as a dict or
     a sequence indexed by ``label - 1``; None keeps the labels. Labels it does not map
-    (0, the background) are skipped.
+    (0, the background) are skipped. Every result carries its box, so one file serves
+    ``bbox`` and ``segm`` scoring (pycocotools then sizes unmatched mask results by
+    their box area for the area ranges).
     """
     if label_to_cat_id is None:
         mapping: dict[int, int] | None = None
