@@ -49,37 +49,16 @@ def resize_batch(images: Sequence[torch.Tensor], size: int) -> tuple[torch.Tenso
 def save_predictions(path: str | Path, pairs: Sequence[tuple[list[dict], Any]],
                      meta: dict[str, Any]) -> int:
     """Write a COCO results json (``image_id``, ``category_id``, ``bbox`` [x, y, w, h],
-    ``score``) from ``(predictions, batch)`` pairs in dataset order. Labels map back to
-    the dataset's original category ids through ``meta["label_to_cat_id"]`` when the
-    data came from a COCO json; otherwise the category id is the label. Returns the
-    number of detections written."""
-    from zoo.metrics import detection as det_metrics
+    ``score``) from ``(predictions, batch)`` pairs. Labels map back to the dataset's
+    original category ids through ``meta["label_to_cat_id"]`` when the data came from a
+    COCO json; otherwise the category id is the label. Returns the number written."""
+    from zoo.metrics.detection import write_coco_results
 
-    preds, image_ids = [], []
+    by_image: dict[int, dict] = {}
     for predictions, batch in pairs:
-        targets = batch[1]
-        preds.extend(predictions)
-        image_ids.extend(int(t["image_id"]) for t in targets)
-    writer = getattr(det_metrics, "write_coco_results", None)
-    mapping = {int(k): int(v) for k, v in (meta.get("label_to_cat_id") or {}).items()}
-    if writer is not None:
-        return writer(path, preds, image_ids, mapping or None)
-    return _write_results(path, preds, image_ids, mapping)
-
-
-def _write_results(path: str | Path, preds: Sequence[dict], image_ids: Sequence[int],
-                   mapping: dict[int, int]) -> int:
-    rows = []
-    for p, img_id in zip(preds, image_ids):
-        b = p["boxes"].detach().cpu().double()
-        for (x0, y0, x1, y1), s, c in zip(b.tolist(), p["scores"].tolist(), p["labels"].tolist()):
-            rows.append({"image_id": img_id, "category_id": mapping.get(int(c), int(c)),
-                         "bbox": [round(x0, 3), round(y0, 3), round(x1 - x0, 3), round(y1 - y0, 3)],
-                         "score": round(float(s), 5)})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows))
-    return len(rows)
+        for p, t in zip(predictions, batch[1]):
+            by_image[int(t["image_id"])] = p
+    return write_coco_results(path, by_image, meta.get("label_to_cat_id"))
 
 
 class Detector(ZooModel):

@@ -56,6 +56,8 @@ class FasterRCNN(Detector):
         aspect_ratios: anchor height/width ratios, shared by every level.
         rpn_*, box_*: torchvision's proposal and sampling settings.
         representation_size: width of the two-layer box head.
+        roi_sampling_ratio: RoIAlign samples per bin side (its CPU backward is the most
+            expensive op of a training step: cost grows with samples x RoIs x channels).
     """
 
     def __init__(self, *, num_classes: int, image_size: int = 128, backbone: str = "darknet",
@@ -63,10 +65,10 @@ class FasterRCNN(Detector):
                  fpn_levels: int = 3,
                  anchor_sizes: Sequence[Sequence[int]] = ((8, 12), (16, 24), (32, 48), (64, 96)),
                  aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0), max_size: int | None = None,
-                 rpn_pre_nms_top_n_train: int = 600, rpn_pre_nms_top_n_test: int = 300,
-                 rpn_post_nms_top_n_train: int = 300, rpn_post_nms_top_n_test: int = 100,
-                 rpn_batch_size_per_image: int = 128, box_batch_size_per_image: int = 128,
-                 representation_size: int = 256, score_thresh: float = 0.01,
+                 rpn_pre_nms_top_n_train: int = 300, rpn_pre_nms_top_n_test: int = 300,
+                 rpn_post_nms_top_n_train: int = 200, rpn_post_nms_top_n_test: int = 100,
+                 rpn_batch_size_per_image: int = 128, box_batch_size_per_image: int = 64,
+                 representation_size: int = 256, roi_sampling_ratio: int = 2, score_thresh: float = 0.01,
                  nms_thresh: float = 0.5, detections_per_img: int = 100) -> None:
         super().__init__(num_classes=num_classes, image_size=image_size, score_thresh=score_thresh,
                          nms_thresh=nms_thresh, detections_per_img=detections_per_img)
@@ -91,7 +93,8 @@ class FasterRCNN(Detector):
             raise UserError(f"the {backbone} pyramid has {len(levels) + 1} levels: anchor_sizes "
                             f"needs {len(levels) + 1} tuples, got {len(sizes)}")
         anchors = AnchorGenerator(sizes, (tuple(float(r) for r in aspect_ratios),) * len(sizes))
-        roi_pool = MultiScaleRoIAlign(featmap_names=levels, output_size=7, sampling_ratio=2)
+        roi_pool = MultiScaleRoIAlign(featmap_names=levels, output_size=7,
+                                      sampling_ratio=roi_sampling_ratio)
         box_head = tv.TwoMLPHead(body.out_channels * 7 * 7, representation_size)
         self.net = tv.FasterRCNN(
             body, num_classes=None,  # set by box_predictor (K + 1 with background)

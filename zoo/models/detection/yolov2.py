@@ -65,7 +65,7 @@ class YOLOv2(Detector):
     def __init__(self, *, num_classes: int, image_size: int = 128,
                  widths: Sequence[int] = (24, 48, 96, 192),
                  anchors: Sequence[Sequence[float]] = DEFAULT_ANCHORS, kmeans_anchors: bool = True,
-                 kmeans_images: int = 2000, head_width: int = 192, passthrough_width: int = 32,
+                 kmeans_images: int = 500, head_width: int = 192, passthrough_width: int = 32,
                  multiscale: Sequence[int] | None = None, multiscale_every: int = 10,
                  lambda_coord: float = 1.0, lambda_obj: float = 1.0, lambda_noobj: float = 1.0,
                  lambda_cls: float = 1.0, ignore_thresh: float = 0.6, rescore: bool = False,
