@@ -258,25 +258,17 @@ def _evaluate(argv: list[str]) -> int:
 
 def evaluate_run(opts: dict[str, str]) -> dict[str, Any]:
     """Evaluate a run's checkpoint on a split; print a table; write metrics.json (+ plots)."""
-    import torch
-
-    from zoo.engine.config import build
     from zoo.engine.evaluation import eval_loader, evaluate
-    from zoo.engine.run import checkpoint_path, load_model_weights, load_run_config, run_dir_of
-    from zoo.engine.utils import amp_dtype, flat_numbers, format_table, select_device, write_json
+    from zoo.engine.run import load_run
+    from zoo.engine.utils import amp_dtype, flat_numbers, format_table, write_json
 
-    run_dir = run_dir_of(opts.get("run"), opts.get("ckpt"))
-    cfg = load_run_config(run_dir)
     split = opts.get("split", "test")
-    device = select_device(opts.get("device", "auto"))
-    if opts.get("batch_size"):
-        cfg.data.eval_batch_size = int(opts["batch_size"])
-    data = build(cfg.data, "data")
+    r = load_run(opts.get("run"), opts.get("ckpt"), opts.get("device", "auto"),
+                 eval_batch_size=int(opts["batch_size"]) if opts.get("batch_size") else None)
+    run_dir, cfg, data, model, device, ckpt_path, ckpt = (
+        r.run_dir, r.cfg, r.data, r.model, r.device, r.ckpt_path, r.ckpt)
     if split not in data.splits:
         raise UserError(f"unknown split '{split}'; valid splits: {', '.join(data.splits)}")
-    model = build(cfg.model, "model").to(device)
-    ckpt_path = checkpoint_path(run_dir, opts.get("ckpt"))
-    ckpt = load_model_weights(model, ckpt_path)
     evaluator = model.build_evaluator(data.meta)
     keep: list | None = [] if opts.get("save_predictions") else None
     metrics = evaluate(model, eval_loader(data, split, device), evaluator, device,
@@ -297,7 +289,6 @@ def evaluate_run(opts: dict[str, str]) -> dict[str, Any]:
         print(f"predictions written to {opts['save_predictions']}")
     print(format_table(metrics, f"{split} metrics of {ckpt_path} (step {ckpt.get('step')}):"))
     print(f"written: {out}")
-    del torch
     return result
 
 
@@ -320,17 +311,11 @@ def predict_main(argv: list[str] | None = None) -> int:
 def _predict(argv: list[str]) -> int:
     import torch
 
-    from zoo.engine.config import build
-    from zoo.engine.run import checkpoint_path, load_model_weights, load_run_config, run_dir_of
-    from zoo.engine.utils import select_device
+    from zoo.engine.run import load_run
 
     opts = _options(argv, None, USAGE_PREDICT)
-    run_dir = run_dir_of(opts.pop("run", None), opts.get("ckpt"))
-    cfg = load_run_config(run_dir)
-    device = select_device(opts.pop("device", "auto"))
-    data = build(cfg.data, "data")
-    model = build(cfg.model, "model").to(device)
-    load_model_weights(model, checkpoint_path(run_dir, opts.pop("ckpt", None)))
+    r = load_run(opts.pop("run", None), opts.pop("ckpt", None), opts.pop("device", "auto"))
+    run_dir, data, model = r.run_dir, r.data, r.model
     model.eval()
     hook = getattr(model, "predict_cli", None)
     if hook is None:

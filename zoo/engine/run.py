@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +64,32 @@ def load_model_weights(model: torch.nn.Module, path: Path) -> dict[str, Any]:
         raise UserError(f"checkpoint {path} does not fit the run's model: "
                         f"{str(e).splitlines()[0]}") from None
     return ckpt
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    cfg: DictConfig
+    data: Any
+    model: torch.nn.Module
+    device: torch.device
+    ckpt_path: Path
+    ckpt: dict[str, Any]
+
+
+def load_run(run: str | None, ckpt: str | None, device: str = "auto",
+             eval_batch_size: int | None = None) -> LoadedRun:
+    """Rebuild data and model from a run directory and load its best (or the chosen) checkpoint."""
+    from zoo.engine.config import build
+    from zoo.engine.utils import select_device
+
+    run_dir = run_dir_of(run, ckpt)
+    cfg = load_run_config(run_dir)
+    dev = select_device(device)
+    if eval_batch_size:
+        cfg.data.eval_batch_size = int(eval_batch_size)
+    data = build(cfg.data, "data")
+    model = build(cfg.model, "model").to(dev)
+    path = checkpoint_path(run_dir, ckpt)
+    state = load_model_weights(model, path)
+    return LoadedRun(run_dir, cfg, data, model, dev, path, state)
