@@ -325,26 +325,52 @@ class TextData(DataModule):
                  contiguous: bool = False, **kw: Any) -> None:
         super().__init__(path=path, tokenizer=tokenizer, vocab_size=vocab_size, seq_len=seq_len,
                          split=list(split), contiguous=contiguous, **kw)
+        self.path, self.tokenizer_kind, self.vocab_size = path, tokenizer, int(vocab_size)
+        self.split_fractions = list(split)
+        split_bounds(0, self.split_fractions)  # a bad split is reported at once
         self.seq_len = int(seq_len)
         self.contiguous = bool(contiguous)
         self.shuffle = not self.contiguous
-        text = load_corpus(path)
-        train_end = split_bounds(len(text), split)[0][1]
+        self._tokenizer: Tokenizer | None = None
+        self._split_text: dict[str, str] = {}
+
+    # The text is read on first use, not at construction: predict.py builds the data
+    # module of a run, and a model that keeps its tokenizer must be able to generate
+    # after the training file is gone.
+    @property
+    def meta(self) -> dict[str, Any]:
+        if self._tokenizer is None and hasattr(self, "_split_text"):
+            self._load()
+        return self._meta
+
+    @meta.setter
+    def meta(self, value: dict[str, Any]) -> None:
+        self._meta = value
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        if self._tokenizer is None:
+            self._load()
+        return self._tokenizer  # type: ignore[return-value]
+
+    def _load(self) -> None:
+        text = load_corpus(self.path)
+        bounds = split_bounds(len(text), self.split_fractions)
         # the vocabulary is learned on the training part only, so val/test stay unseen
-        self.tokenizer = build_tokenizer(tokenizer, text[:train_end], vocab_size)
-        self.text = text
-        self._split_text = {name: text[a:b] for name, (a, b)
-                            in zip(self.splits, split_bounds(len(text), split))}
-        self.meta["chars_per_token"] = self.tokenizer.token_lengths(int(vocab_size))
-        self.meta["tokenizer_spec"] = self.tokenizer.spec()
+        tok = build_tokenizer(self.tokenizer_kind, text[: bounds[0][1]], self.vocab_size)
+        self._split_text = {name: text[a:b] for name, (a, b) in zip(self.splits, bounds)}
+        self._meta["chars_per_token"] = tok.token_lengths(self.vocab_size)
+        self._meta["tokenizer_spec"] = tok.spec()
+        self._tokenizer = tok
 
     def encode_split(self, split: str) -> torch.Tensor:
-        return torch.tensor(self.tokenizer.encode(self._split_text[split]), dtype=torch.int64)
+        tok = self.tokenizer
+        return torch.tensor(tok.encode(self._split_text[split]), dtype=torch.int64)
 
     def build(self, split: str) -> Dataset:
         ids = self.encode_split(split)
         if len(ids) < self.seq_len + 1:
-            where = self.meta["path"] or "pydoc_data.topics"
+            where = self.path or "pydoc_data.topics"
             raise DataError(f"the {split} part of {where} has {len(ids)} tokens, fewer than "
                             f"one window of data.seq_len={self.seq_len}+1; use a longer text, "
                             "a smaller seq_len or a different data.split")
@@ -419,7 +445,7 @@ class BertPretrainData(TextData):
 
     def __init__(self, *, mask_prob: float = 0.15, seed: int = 1234, **kw: Any) -> None:
         super().__init__(**kw)
-        self.meta.update(mask_prob=mask_prob, seed=seed)
+        self._meta.update(mask_prob=mask_prob, seed=seed)
         self.mask_prob, self.seed = float(mask_prob), int(seed)
         self.shuffle = True
 
@@ -470,12 +496,13 @@ class ShuffledWordsData(TextData):
 
     def __init__(self, *, seed: int = 1234, **kw: Any) -> None:
         super().__init__(**kw)
-        self.meta.update(seed=seed)
+        self._meta.update(seed=seed)
         self.seed = int(seed)
         self.shuffle = True
 
     def build(self, split: str) -> Dataset:
-        ds = _ShuffledWindows(self._split_text[split], self.seq_len - 2, self.tokenizer, self.seed)
+        tok = self.tokenizer
+        ds = _ShuffledWindows(self._split_text[split], self.seq_len - 2, tok, self.seed)
         if len(ds) == 0:
             raise DataError(f"the {split} part of the text is shorter than one window of "
                             f"{self.seq_len - 2} characters; use a longer text")

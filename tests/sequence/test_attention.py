@@ -1,0 +1,110 @@
+"""Written-out attention equals PyTorch's SDPA; causal models never look ahead; the KV
+cache changes nothing but the work done."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from zoo.models.transformer.gpt import GPT
+from zoo.models.transformer.layers import (MultiHeadAttention, SinusoidalPositions, attention,
+                                           causal_mask)
+from zoo.models.transformer.transformer import Transformer
+
+
+def test_attention_equals_sdpa():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 8, dtype=torch.float64) for _ in range(3))
+    torch.testing.assert_close(attention(q, k, v), F.scaled_dot_product_attention(q, k, v))
+    mask = causal_mask(5, 5)
+    torch.testing.assert_close(attention(q, k, v, mask),
+                               F.scaled_dot_product_attention(q, k, v, is_causal=True))
+    pad = torch.rand(2, 1, 1, 5) > 0.3
+    pad[..., 0] = True  # at least one key per row
+    torch.testing.assert_close(attention(q, k, v, pad),
+                               F.scaled_dot_product_attention(q, k, v, attn_mask=pad))
+
+
+def test_causal_mask_with_cached_prefix():
+    # 2 new queries after 3 cached positions: query i sits at absolute position 3 + i
+    m = causal_mask(2, 5)
+    assert m.tolist() == [[True, True, True, True, False], [True, True, True, True, True]]
+
+
+def test_multihead_equals_torch_multihead():
+    torch.manual_seed(0)
+    ours = MultiHeadAttention(16, 4).double()
+    ref = torch.nn.MultiheadAttention(16, 4, batch_first=True).double()
+    with torch.no_grad():
+        ref.in_proj_weight.copy_(torch.cat([ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight]))
+        ref.in_proj_bias.copy_(torch.cat([ours.q_proj.bias, ours.k_proj.bias, ours.v_proj.bias]))
+        ref.out_proj.weight.copy_(ours.out_proj.weight)
+        ref.out_proj.bias.copy_(ours.out_proj.bias)
+    x = torch.randn(2, 6, 16, dtype=torch.float64)
+    expected, _ = ref(x, x, x, attn_mask=~causal_mask(6, 6), need_weights=False)
+    torch.testing.assert_close(ours(x, mask=causal_mask(6, 6)), expected)
+
+
+def test_sinusoidal_positions():
+    pe = SinusoidalPositions(8, 50)(50)
+    assert torch.allclose(pe[:, 0], torch.sin(torch.arange(50.0)))
+    assert torch.allclose(pe[:, 1], torch.cos(torch.arange(50.0)))
+    assert pe.abs().max() <= 1
+
+
+def _tiny_gpt() -> GPT:
+    torch.manual_seed(0)
+    return GPT(vocab_size=20, block_size=16, n_layer=2, n_head=2, n_embd=16).eval()
+
+
+def test_gpt_causal_no_leak():
+    model = _tiny_gpt()
+    x = torch.randint(0, 20, (2, 12))
+    base = model(x)
+    for t in range(11):
+        y = x.clone()
+        y[:, t + 1:] = (y[:, t + 1:] + 7) % 20  # change everything after t
+        torch.testing.assert_close(model(y)[:, : t + 1], base[:, : t + 1])
+        assert not torch.allclose(model(y)[:, t + 1:], base[:, t + 1:])
+
+
+def test_transformer_decoder_causal_no_leak():
+    torch.manual_seed(0)
+    model = Transformer(vocab_size=14, dim=16, num_heads=2, ff_dim=32, dropout=0.0).eval()
+    src = torch.randint(3, 14, (2, 6))
+    tgt = torch.randint(3, 14, (2, 8))
+    base = model(src, tgt)
+    for t in range(7):
+        y = tgt.clone()
+        y[:, t + 1] = (y[:, t + 1] + 5) % 11 + 3
+        torch.testing.assert_close(model(src, y)[:, : t + 1], base[:, : t + 1])
+
+
+@pytest.mark.parametrize("sampling", [dict(temperature=0.0), dict(temperature=1.0, top_k=8),
+                                      dict(temperature=0.9, top_p=0.9)])
+def test_kv_cache_generation_identical_and_cheaper(sampling):
+    model = _tiny_gpt().double()
+    prompt = torch.randint(0, 20, (3, 4))
+    seen = []
+    hook = model.tok_emb.register_forward_hook(lambda m, i, o: seen.append(i[0].numel()))
+    g = torch.Generator().manual_seed(5)
+    cached = model.generate(prompt, 10, generator=g, **sampling)
+    work_cached = sum(seen)
+    seen.clear()
+    g = torch.Generator().manual_seed(5)
+    plain = model.generate(prompt, 10, generator=g, use_cache=False, **sampling)
+    work_plain = sum(seen)
+    hook.remove()
+    assert torch.equal(cached, plain)
+    # the cache feeds every position once: 3 x (4 + 9) tokens instead of 3 x sum(4..13)
+    assert work_cached == 3 * (4 + 9)
+    assert work_plain == 3 * sum(range(4, 14))
+
+
+def test_generation_past_block_size_slides_the_window():
+    model = _tiny_gpt()
+    prompt = torch.randint(0, 20, (1, 10))
+    a = model.generate(prompt, 12, temperature=0.0)
+    b = model.generate(prompt, 12, temperature=0.0, use_cache=False)
+    assert a.shape == (1, 22) and torch.equal(a, b)
