@@ -7,7 +7,8 @@ from typing import Sequence
 import torchvision
 from torch import nn
 
-from zoo.models.classification.base import ConvClassifier, make_pool, replace_conv, resize_linear_head
+from zoo.models.classification.base import (ConvClassifier, init_he_normal, make_pool,
+                                             replace_conv, resize_linear_head)
 
 
 class AlexNet(ConvClassifier):
@@ -20,10 +21,12 @@ class AlexNet(ConvClassifier):
     3x3 stride 1 and the first max pool is dropped, so an 8x8 image still reaches
     the last pool (8 -> 3 -> 1) instead of vanishing; the pooled map is then averaged
     to 1x1 (not 6x6), so the first fully connected layer sees 256 values, not 9216.
+    ``he_init`` replaces PyTorch's default initialisation, with which this BatchNorm-free
+    net barely learns in the first epochs (see ``init_he_normal``).
     """
 
     def __init__(self, *, num_classes: int, in_channels: int = 3, small_input: bool = False,
-                 hidden: int = 4096, dropout: float = 0.5,
+                 hidden: int = 4096, dropout: float = 0.5, he_init: bool = False,
                  spp_levels: Sequence[int] | None = None) -> None:
         super().__init__(num_classes)
         net = torchvision.models.alexnet(weights=None, num_classes=num_classes, dropout=dropout)
@@ -39,3 +42,5 @@ class AlexNet(ConvClassifier):
             self.classifier = net.classifier
         else:
             self.classifier = resize_linear_head(net.classifier, 256 * cells, hidden)
+        if he_init:
+            init_he_normal(self)

@@ -141,6 +141,22 @@ def replace_conv(conv: nn.Conv2d, *, in_channels: int | None = None, kernel_size
     return new
 
 
+def init_he_normal(module: nn.Module) -> None:
+    """Re-initialise every convolution and linear layer with He et al.'s (2015) normal
+    init for ReLU nets (std sqrt(2 / fan_in)) and zero biases.
+
+    For networks without BatchNorm trained from scratch: PyTorch's default init has a
+    sixth of that variance, so in AlexNet the signal shrinks layer after layer and
+    training stalls for epochs; SqueezeNet's tiny (std 0.01) class convolution feeds a
+    ReLU, and its logits can all die at 0 (the loss stays at ln C).
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def resize_linear_head(head: nn.Sequential, in_features: int, hidden: int) -> nn.Sequential:
     """AlexNet/VGG's classifier (Linear, ReLU, Dropout, ...) with a new input width
     (the pooled features changed) and hidden width, fresh weights, same layer order."""

@@ -7,7 +7,7 @@ from typing import Sequence
 import torchvision
 from torch import nn
 
-from zoo.models.classification.base import ConvClassifier, make_pool, replace_conv
+from zoo.models.classification.base import ConvClassifier, init_he_normal, make_pool, replace_conv
 
 
 class SqueezeNet(ConvClassifier):
@@ -19,11 +19,14 @@ class SqueezeNet(ConvClassifier):
     ``small_input`` (8-32 px images): the first 3x3 convolution gets stride 1 and
     padding 1 and the first max pool is dropped, so an 8x8 image ends at 2x2. With
     ``spp_levels`` the Fire features are pooled by the pyramid and a dropout + linear
-    layer replaces the per-class convolution.
+    layer replaces the per-class convolution. ``he_init`` re-initialises every layer,
+    the class convolution included, so its ReLU-clipped logits do not all die at 0
+    (see ``init_he_normal``).
     """
 
     def __init__(self, *, num_classes: int, in_channels: int = 3, small_input: bool = False,
-                 dropout: float = 0.5, spp_levels: Sequence[int] | None = None) -> None:
+                 dropout: float = 0.5, he_init: bool = False,
+                 spp_levels: Sequence[int] | None = None) -> None:
         super().__init__(num_classes)
         net = torchvision.models.squeezenet1_1(weights=None, num_classes=num_classes,
                                                dropout=dropout)
@@ -43,3 +46,5 @@ class SqueezeNet(ConvClassifier):
             self.features = nn.Sequential(f, dropout_layer, final_conv, relu)  # (B, C, h, w)
             self.pool, _ = make_pool(None)
             self.classifier = nn.Identity()
+        if he_init:
+            init_he_normal(self)
