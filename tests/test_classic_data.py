@@ -79,7 +79,7 @@ def test_synthetic_sets_are_deterministic_and_split(cls):
         assert len(xa) == n and xa.dtype == torch.float32
         assert torch.equal(xa, b.arrays(split)[0]) and torch.equal(ya, b.arrays(split)[1])
     assert not torch.equal(a.arrays("train")[0], c.arrays("train")[0])
-    x, y = a.dataset("val")[0]
+    x, _ = a.dataset("val")[0]
     assert x.shape == (a.meta["num_features"],)
 
 

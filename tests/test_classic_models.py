@@ -14,8 +14,12 @@ from zoo.engine.errors import UserError
 from zoo.models.classification.alexnet import AlexNet
 from zoo.models.classification.base import prediction_grid
 from zoo.models.classification.lenet import LeNet5
-from zoo.models.classification.linear import (LinearRegression, LogisticRegression,
-                                              soft_threshold, solve_least_squares)
+from zoo.models.classification.linear import (
+    LinearRegression,
+    LogisticRegression,
+    soft_threshold,
+    solve_least_squares,
+)
 from zoo.models.classification.mlp import MLP
 from zoo.models.classification.mobilenet import MobileNetV2
 from zoo.models.classification.resnet import ResNet

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from zoo.data.vision import ImageClassificationData, ImageTensorDataset
+from zoo.data.vision import ImageClassificationData
 from zoo.engine.errors import DataError
 
 

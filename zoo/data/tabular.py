@@ -51,8 +51,8 @@ class SyntheticTabularData(DataModule):
             x, y = self.generate(rng)
             n = len(x)
             perm = rng.permutation(n)
-            n_test = int(round(self.meta["test_fraction"] * n))
-            n_val = int(round(self.meta["val_fraction"] * n))
+            n_test = round(self.meta["test_fraction"] * n)
+            n_val = round(self.meta["val_fraction"] * n)
             cut = {"test": perm[:n_test], "val": perm[n_test:n_test + n_val],
                    "train": perm[n_test + n_val:]}
             x_t = torch.as_tensor(x, dtype=torch.float32)

@@ -13,7 +13,7 @@ import io
 import pickle
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -149,7 +149,7 @@ def read_mnist(root: str | Path, split: str) -> tuple[torch.Tensor, torch.Tensor
         path = folder / ("training.pt" if split == "train" else "test.pt")
         try:
             images, labels = torch.load(path, weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable file is the same mistake
+        except Exception as e:
             raise DataError(f"cannot read {path}: expected torchvision's (images, labels) "
                             f"tensors ({e})") from e
     else:
@@ -193,7 +193,7 @@ _CIFAR_LAYOUT = ("the python batches data_batch_1..5, test_batch and batches.met
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles plain containers and numpy arrays only: a data file must not run code."""
 
-    _allowed = {
+    _allowed: ClassVar[set[tuple[str, str]]] = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"), ("numpy", "dtype"),
     }

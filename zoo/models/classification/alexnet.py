@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torchvision
 from torch import nn
 
-from zoo.models.classification.base import (ConvClassifier, init_he_normal, make_pool,
-                                             replace_conv, resize_linear_head)
+from zoo.models.classification.base import (
+    ConvClassifier,
+    init_he_normal,
+    make_pool,
+    replace_conv,
+    resize_linear_head,
+)
 
 
 class AlexNet(ConvClassifier):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from zoo.engine.errors import UserError, choices

@@ -4,7 +4,7 @@ any size, so one classifier serves every input resolution."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
