@@ -101,3 +101,17 @@ def test_planted_corpus_and_windows():
     assert ds.keep.argmin() == data.counts.argmax()
     words, clusters = data.dataset("val")[:]
     assert len(words) == 12 and clusters.bincount().tolist() == [3, 3, 3, 3]
+
+
+def test_captions_describe_objects_left_to_right():
+    from zoo.data.seq_tasks import ShapesCaptionData, describe_scene
+
+    boxes = torch.tensor([[40.0, 5, 60, 25], [2.0, 2, 40, 40]])
+    labels = torch.tensor([1, 3])
+    names = ["circle", "square", "triangle"]
+    assert describe_scene(boxes, labels, names, 64) == "a large triangle and a small circle"
+    data = ShapesCaptionData(num_train=4, num_val=4, num_test=4, vocab_size=11)
+    images, captions = data.collate_fn([data.dataset("val")[i] for i in range(4)])
+    assert images.shape == (4, 3, 64, 64) and (captions[:, 0] == BOS).all()
+    with pytest.raises(DataError, match="vocab_size=11"):
+        ShapesCaptionData(vocab_size=12)
