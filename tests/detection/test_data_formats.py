@@ -1,0 +1,209 @@
+"""COCO json, Pascal VOC and YOLO txt fixtures of the same scenes (written here) load into
+identical targets; COCO category ids survive the round trip to a results file that
+pycocotools accepts; bad boxes are clipped or dropped with one counted warning;
+missing or malformed datasets raise DataError."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from zoo.data.detection import (CocoData, DetectionTransform, VocData, YoloTxtData,
+                                build_detection_transforms, collate_detection)
+from zoo.engine.errors import DataError
+
+NAMES = ["ant", "bee", "cow"]
+CAT_IDS = [3, 7, 12]  # non-contiguous, as in COCO
+# (file stem, width, height, [(x0, y0, x1, y1, label, crowd, difficult), ...]); integer
+# corners so VOC's 1-based pixel indices are exact.
+SCENES = [
+    ("img0", 100, 80, [(10, 20, 50, 60, 1, 0, 0), (60, 5, 95, 40, 3, 0, 1)]),
+    ("img1", 64, 48, []),
+    ("img2", 120, 90, [(0, 0, 30, 30, 2, 0, 0), (40, 40, 100, 88, 1, 1, 0)]),
+]
+
+
+def _image(path: Path, w: int, h: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(w * h)
+    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+
+
+def write_coco(root: Path, extra_anns: list[dict] | None = None) -> None:
+    images, anns = [], []
+    for i, (stem, w, h, objs) in enumerate(SCENES):
+        _image(root / "val2017" / f"{stem}.jpg", w, h)
+        images.append({"id": 100 + i, "file_name": f"{stem}.jpg", "width": w, "height": h})
+        for x0, y0, x1, y1, lab, crowd, _ in objs:
+            anns.append({"id": len(anns) + 1, "image_id": 100 + i, "category_id": CAT_IDS[lab - 1],
+                         "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
+                         "iscrowd": crowd})
+    anns += extra_anns or []
+    cats = [{"id": c, "name": n} for c, n in zip(CAT_IDS, NAMES)]
+    (root / "annotations").mkdir(parents=True)
+    for split in ("train2017", "val2017"):
+        (root / "annotations" / f"instances_{split}.json").write_text(
+            json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    (root / "train2017").symlink_to(root / "val2017")
+
+
+def write_voc(root: Path) -> None:
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "Annotations").mkdir()
+    for stem, w, h, objs in SCENES:
+        _image(root / "JPEGImages" / f"{stem}.jpg", w, h)
+        xml = [f"<annotation><size><width>{w}</width><height>{h}</height><depth>3</depth></size>"]
+        for x0, y0, x1, y1, lab, _, diff in objs:
+            xml.append(f"<object><name>{NAMES[lab - 1]}</name><difficult>{diff}</difficult>"
+                       f"<bndbox><xmin>{x0 + 1}</xmin><ymin>{y0 + 1}</ymin><xmax>{x1}</xmax>"
+                       f"<ymax>{y1}</ymax></bndbox></object>")
+        (root / "Annotations" / f"{stem}.xml").write_text("".join(xml) + "</annotation>")
+    for split in ("train", "val"):
+        (root / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(s[0] for s in SCENES) + "\n")
+
+
+def write_yolo(root: Path) -> None:
+    for stem, w, h, objs in SCENES:
+        _image(root / "images" / "val" / f"{stem}.jpg", w, h)
+        if not objs:
+            continue  # a missing label file is an image without objects
+        lines = [f"{lab - 1} {(x0 + x1) / 2 / w:.8f} {(y0 + y1) / 2 / h:.8f} {(x1 - x0) / w:.8f} "
+                 f"{(y1 - y0) / h:.8f}" for x0, y0, x1, y1, lab, _, _ in objs]
+        (root / "labels" / "val").mkdir(parents=True, exist_ok=True)
+        (root / "labels" / "val" / f"{stem}.txt").write_text("\n".join(lines) + "\n")
+    (root / "data.yaml").write_text("train: images/val\nval: images/val\nnames: [ant, bee, cow]\n")
+
+
+def _expected(stem_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+    objs = SCENES[stem_idx][3]
+    boxes = torch.tensor([o[:4] for o in objs], dtype=torch.float32).reshape(-1, 4)
+    return boxes, torch.tensor([o[4] for o in objs], dtype=torch.int64)
+
+
+def _check_same_targets(ds) -> None:
+    assert len(ds) == len(SCENES)
+    for i in range(len(SCENES)):
+        image, t = ds[i]
+        boxes, labels = _expected(i)
+        _, w, h, _ = SCENES[i]
+        assert image.shape == (3, h, w) and image.dtype == torch.float32 and image.max() <= 1
+        torch.testing.assert_close(t["boxes"], boxes, atol=1e-3, rtol=0)
+        assert torch.equal(t["labels"], labels)
+        assert t["boxes"].shape == (len(labels), 4) and t["iscrowd"].shape == labels.shape
+
+
+def test_three_formats_load_identical_targets(tmp_path):
+    write_coco(tmp_path / "coco")
+    write_voc(tmp_path / "voc")
+    write_yolo(tmp_path / "yolo")
+    coco = CocoData(root=str(tmp_path / "coco"), num_classes=3, batch_size=2)
+    voc = VocData(root=str(tmp_path / "voc"), num_classes=3, class_names=NAMES, batch_size=2)
+    yolo = YoloTxtData(root=str(tmp_path / "yolo"), num_classes=3, batch_size=2)
+    for data in (coco, voc, yolo):
+        assert data.meta["class_names"] == NAMES
+        _check_same_targets(data.dataset("val"))
+        images, targets = data.collate_fn([data.dataset("val")[i] for i in range(3)])
+        assert isinstance(images, list) and len(targets) == 3 and targets[1]["boxes"].shape == (0, 4)
+    # Format-specific fields: COCO ids and crowd flags, VOC difficult flags.
+    ct = coco.dataset("val")[2][1]
+    assert ct["image_id"] == 102 and ct["iscrowd"].tolist() == [0, 1]
+    assert coco.meta["label_to_cat_id"] == {1: 3, 2: 7, 3: 12}
+    assert voc.dataset("val")[0][1]["difficult"].tolist() == [False, True]
+
+
+def test_coco_category_ids_survive_results_round_trip(tmp_path):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from zoo.models.detection.base import save_predictions
+
+    write_coco(tmp_path / "coco")
+    data = CocoData(root=str(tmp_path / "coco"), num_classes=3, eval_batch_size=3)
+    ds = data.dataset("val")
+    batch = collate_detection([ds[i] for i in range(len(ds))])
+    # Perfect detections of every non-crowd object, in labels 1..K.
+    preds = []
+    for t in batch[1]:
+        keep = t["iscrowd"] == 0
+        preds.append({"boxes": t["boxes"][keep], "labels": t["labels"][keep],
+                      "scores": torch.linspace(0.9, 0.5, int(keep.sum()))})
+    out = tmp_path / "results.json"
+    n = save_predictions(out, [(preds, batch)], data.meta)
+    rows = json.loads(out.read_text())
+    assert n == len(rows) == 3
+    assert sorted(r["category_id"] for r in rows) == [3, 7, 12]  # labels 1, 3 (img0) and 2 (img2)
+    gt = COCO(str(tmp_path / "coco" / "annotations" / "instances_val2017.json"))
+    ev = COCOeval(gt, gt.loadRes(str(out)), "bbox")
+    ev.evaluate(), ev.accumulate(), ev.summarize()
+    assert ev.stats[0] == pytest.approx(1.0)
+
+
+def test_bad_boxes_are_clipped_or_dropped_with_one_warning(tmp_path):
+    extra = [
+        {"id": 90, "image_id": 100, "category_id": 3, "bbox": [90, 70, 30, 30], "iscrowd": 0},  # clipped
+        {"id": 91, "image_id": 100, "category_id": 3, "bbox": [20, 20, 0, 10], "iscrowd": 0},   # zero width
+        {"id": 92, "image_id": 100, "category_id": 7, "bbox": [200, 5, 10, 10], "iscrowd": 0},  # outside
+    ]
+    write_coco(tmp_path / "coco", extra)
+    data = CocoData(root=str(tmp_path / "coco"), num_classes=3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = data.dataset("val")
+    msgs = [str(w.message) for w in caught if "boxes" in str(w.message)]
+    assert len(msgs) == 1 and "clipped 1" in msgs[0] and "dropped 2" in msgs[0]
+    t = ds[0][1]
+    assert len(t["boxes"]) == 3 and t["boxes"][-1].tolist() == [90, 70, 100, 80]
+
+
+def test_transforms_move_boxes_and_keep_fields_aligned():
+    image = torch.zeros(3, 40, 100, dtype=torch.uint8)
+    target = {"boxes": torch.tensor([[10.0, 5.0, 30.0, 25.0], [70.0, 0.0, 100.0, 40.0]]),
+              "labels": torch.tensor([1, 2]), "iscrowd": torch.tensor([0, 1]),
+              "area": torch.tensor([400.0, 1200.0]), "image_id": 7}
+    flip = build_detection_transforms(True, hflip=1.0)
+    _, t = flip(image, target)
+    assert t["boxes"].tolist() == [[70, 5, 90, 25], [0, 0, 30, 40]]
+    assert t["image_id"] == 7 and type(t["boxes"]) is torch.Tensor
+    # A transform that pushes one box out of the image drops it with its crowd flag and area.
+    from torchvision.transforms import v2
+
+    shift = DetectionTransform([v2.RandomAffine(degrees=0, translate=(0.5, 0), fill=0)])
+    torch.manual_seed(3)
+    for _ in range(20):
+        _, t = shift(image, target)
+        n = len(t["boxes"])
+        assert t["labels"].shape == t["iscrowd"].shape == t["area"].shape == (n,)
+    assert build_detection_transforms(False) is None
+    jitter = build_detection_transforms(True, hflip=0.0, color=1.0, crop=True, size=64,
+                                        scale_range=(0.5, 1.0))
+    img, t = jitter(image, {**target, "boxes": target["boxes"][:0], "labels": target["labels"][:0],
+                            "iscrowd": target["iscrowd"][:0], "area": target["area"][:0]})
+    assert max(img.shape[-2:]) <= 64 and t["boxes"].shape == (0, 4)
+
+
+def test_missing_or_malformed_datasets_raise_data_error(tmp_path):
+    with pytest.raises(DataError, match="annotations/instances"):
+        CocoData(root=str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="JPEGImages"):
+        VocData(root=str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="data.yaml"):
+        YoloTxtData(root=str(tmp_path / "nowhere"))
+    write_yolo(tmp_path / "yolo")
+    with pytest.raises(DataError, match="num_classes=3"):
+        YoloTxtData(root=str(tmp_path / "yolo"), num_classes=80)
+    (tmp_path / "yolo" / "labels" / "val" / "img0.txt").write_text("7 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(DataError, match="outside 0..2"):
+        YoloTxtData(root=str(tmp_path / "yolo"), num_classes=3).dataset("val")
+    write_voc(tmp_path / "voc")
+    with pytest.raises(DataError, match="not one of"):
+        VocData(root=str(tmp_path / "voc"), num_classes=2, class_names=["ant", "bee"]).dataset("val")
+    (tmp_path / "voc" / "JPEGImages" / "img1.jpg").write_bytes(b"not a jpeg")
+    ds = VocData(root=str(tmp_path / "voc"), num_classes=3, class_names=NAMES).dataset("val")
+    with pytest.raises(DataError, match="img1.jpg"):
+        ds[1]
