@@ -106,7 +106,7 @@ def test_planted_corpus_and_windows():
 def test_captions_describe_objects_left_to_right():
     from zoo.data.seq_tasks import ShapesCaptionData, describe_scene
 
-    boxes = torch.tensor([[40.0, 5, 60, 25], [2.0, 2, 40, 40]])
+    boxes = torch.tensor([[40.0, 5, 52, 17], [2.0, 2, 40, 40]])
     labels = torch.tensor([1, 3])
     names = ["circle", "square", "triangle"]
     assert describe_scene(boxes, labels, names, 64) == "a large triangle and a small circle"
