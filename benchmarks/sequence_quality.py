@@ -43,7 +43,7 @@ def train_and_eval(name: str, run: Path, overrides: list[str], split: str = "tes
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), f"model={name}",
                            f"hydra.run.dir={run}", "trainer.progress=false", *overrides],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
+                          cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     row: dict = {"model": name, "overrides": " ".join(overrides), "wall_s": wall}
     if proc.returncode != 0:
@@ -53,7 +53,7 @@ def train_and_eval(name: str, run: Path, overrides: list[str], split: str = "tes
     row.update(steps=summary.get("steps"), train_s=summary.get("train_time_s"),
                monitor=summary.get("monitor"))
     ev = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), f"run={run}", f"split={split}",
-                         "device=cpu"], cwd=ROOT, env=env, capture_output=True, text=True)
+                         "device=cpu"], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     out = run / f"eval_{split}" / "metrics.json"
     if ev.returncode == 0 and out.is_file():
         row["metrics"] = json.loads(out.read_text())

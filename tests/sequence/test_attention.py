@@ -8,8 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from zoo.models.transformer.gpt import GPT
-from zoo.models.transformer.layers import (MultiHeadAttention, SinusoidalPositions, attention,
-                                           causal_mask)
+from zoo.models.transformer.layers import (
+    MultiHeadAttention,
+    SinusoidalPositions,
+    attention,
+    causal_mask,
+)
 from zoo.models.transformer.transformer import Transformer
 
 
@@ -81,8 +85,8 @@ def test_transformer_decoder_causal_no_leak():
         torch.testing.assert_close(model(src, y)[:, : t + 1], base[:, : t + 1])
 
 
-@pytest.mark.parametrize("sampling", [dict(temperature=0.0), dict(temperature=1.0, top_k=8),
-                                      dict(temperature=0.9, top_p=0.9)])
+@pytest.mark.parametrize("sampling", [{"temperature": 0.0}, {"temperature": 1.0, "top_k": 8},
+                                      {"temperature": 0.9, "top_p": 0.9}])
 def test_kv_cache_generation_identical_and_cheaper(sampling):
     model = _tiny_gpt().double()
     prompt = torch.randint(0, 20, (3, 4))

@@ -84,7 +84,7 @@ def test_tokenizer_travels_in_the_state_dict(tmp_path):
 @pytest.mark.parametrize("cls", [GPT, RecurrentLM])
 def test_predict_cli_prints_a_continuation(cls, capsys):
     data = TextData(batch_size=2, seq_len=16)
-    kw = dict(block_size=64, n_layer=1, n_head=2, n_embd=16) if cls is GPT else dict(hidden_size=16)
+    kw = {"block_size": 64, "n_layer": 1, "n_head": 2, "n_embd": 16} if cls is GPT else {"hidden_size": 16}
     model = cls(vocab_size=128, **kw).eval()
     model.on_train_start(data, ".")
     model.predict_cli({"prompt": "def ", "max_new_tokens": "20", "seed": "3", "top_k": "5"}, data)

@@ -7,8 +7,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from zoo.metrics.language import (ExactMatchEvaluator, LanguageModelEvaluator, MaskedLMEvaluator,
-                                  NeighbourEvaluator)
+from zoo.metrics.language import (
+    ExactMatchEvaluator,
+    LanguageModelEvaluator,
+    MaskedLMEvaluator,
+    NeighbourEvaluator,
+)
 
 
 def _feed(ev, logits, targets, bs):

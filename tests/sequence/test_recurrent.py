@@ -48,7 +48,7 @@ def test_forget_gate_closed_and_input_gate_open_overwrites_the_cell():
     b = torch.zeros(4 * H)
     b[:H], b[H:2 * H] = 1e4, -1e4
     b[2 * H:3 * H] = 0.5
-    h, c = lstm_cell(torch.ones(1, I), torch.zeros(1, H), torch.full((1, H), 9.0), w_ih, w_hh, b, b * 0)
+    _h, c = lstm_cell(torch.ones(1, I), torch.zeros(1, H), torch.full((1, H), 9.0), w_ih, w_hh, b, b * 0)
     torch.testing.assert_close(c, torch.full((1, H), torch.tanh(torch.tensor(0.5)).item()))
 
 
@@ -84,7 +84,7 @@ def test_lm_carries_detached_state_across_batches():
     lm = RecurrentLM(vocab_size=10, embed_dim=4, hidden_size=8, num_layers=1)
     x = torch.randint(0, 10, (2, 5))
     lm.training_step((x, x))
-    h, c = lm._carry
+    h, _c = lm._carry
     assert not h.requires_grad and h.abs().sum() > 0
     # the second chunk starts from the carried state, so it differs from a fresh start
     loss_carried = lm.training_step((x, x))["loss"]

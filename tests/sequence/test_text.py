@@ -5,9 +5,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from zoo.data.text import (CLS, MASK, SEP, SPECIALS, BertPretrainData, ByteBPETokenizer,
-                           CharTokenizer, LMStreams, ShuffledWordsData, TextData, build_tokenizer,
-                           mask_tokens, tokenizer_from_spec)
+from zoo.data.text import (
+    CLS,
+    MASK,
+    SEP,
+    SPECIALS,
+    BertPretrainData,
+    ByteBPETokenizer,
+    CharTokenizer,
+    LMStreams,
+    ShuffledWordsData,
+    TextData,
+    build_tokenizer,
+    mask_tokens,
+    tokenizer_from_spec,
+)
 from zoo.engine.errors import DataError, UserError
 
 TEXT = "def f(x):\n    return x * 2  # doubles x\n" * 20 + "naïve café — ünïcode\n"
@@ -54,7 +66,7 @@ def test_text_file_errors(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(DataError, match="UTF-8"):
-        TextData(path=str(bad)).meta
+        _ = TextData(path=str(bad)).meta
     short = tmp_path / "short.txt"
     short.write_text("tiny text")
     with pytest.raises(DataError, match="seq_len"):

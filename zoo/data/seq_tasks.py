@@ -30,7 +30,8 @@ from __future__ import annotations
 import calendar
 import datetime
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -214,7 +215,7 @@ class SeqTaskData(DataModule):
         """The (input text, answer) pairs of ``split``, generated once for all splits."""
         if self._raw is None:
             rng = random.Random(self.seed)
-            gen = lambda: make_example(self.task, rng, self.alphabet, self.min_len, self.max_len)  # noqa: E731
+            gen = lambda: make_example(self.task, rng, self.alphabet, self.min_len, self.max_len)
             train = [gen() for _ in range(self.sizes["train"])]
             seen = {x for x, _ in train}
             raw = {"train": train}
@@ -441,8 +442,8 @@ class ShapesCaptionData(DataModule):
                             f"classes use {len(self.vocab)} tokens; set data.vocab_size={len(self.vocab)}")
         self.image_size = int(image_size)
         self.lengths = {"train": num_train, "val": num_val, "test": num_test}
-        self.render = dict(image_size=image_size, classes=self.class_names, max_objects=max_objects,
-                           min_size=min_size, max_size=max_size, empty_prob=0.0)
+        self.render = {"image_size": image_size, "classes": self.class_names, "max_objects": max_objects,
+                           "min_size": min_size, "max_size": max_size, "empty_prob": 0.0}
         self.seed = int(seed)
         self._scenes = ShapesDataset
         self.collate_fn = self._collate

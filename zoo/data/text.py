@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -96,7 +98,7 @@ class CharTokenizer:
 
     @classmethod
     def train(cls, text: str, vocab_size: int, specials: Sequence[str] = SPECIALS
-              ) -> "CharTokenizer":
+              ) -> CharTokenizer:
         room = vocab_size - len(specials)
         if room < 1:
             raise UserError(f"vocab_size {vocab_size} leaves no room for characters after "
@@ -162,7 +164,7 @@ class ByteBPETokenizer:
 
     @classmethod
     def train(cls, text: str, vocab_size: int, specials: Sequence[str] = SPECIALS
-              ) -> "ByteBPETokenizer":
+              ) -> ByteBPETokenizer:
         offset = len(specials)
         n_merges = vocab_size - offset - 256
         if n_merges < 0:
@@ -175,7 +177,7 @@ class ByteBPETokenizer:
         for new_id in range(offset + 256, offset + 256 + n_merges):
             pairs: Counter = Counter()
             for w, f in zip(words, freqs):
-                for p in zip(w, w[1:]):
+                for p in itertools.pairwise(w):
                     pairs[p] += f
             if not pairs:
                 break  # every chunk is a single token already
@@ -197,7 +199,7 @@ class ByteBPETokenizer:
         first_new = self.offset + 256
         while len(ids) > 1:
             # apply the earliest-learned merge present, exactly as training did
-            pair = min(zip(ids, ids[1:]), key=lambda p: self.ranks.get(p, 1 << 60))
+            pair = min(itertools.pairwise(ids), key=lambda p: self.ranks.get(p, 1 << 60))
             rank = self.ranks.get(pair)
             if rank is None:
                 break

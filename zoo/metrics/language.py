@@ -9,7 +9,8 @@ counts, so results do not depend on batch size or the number of processes.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

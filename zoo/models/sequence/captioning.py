@@ -34,12 +34,11 @@ class ShowAndTell(ZooModel):
         self.vocab_size, self.max_len = vocab_size, max_len
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
         c = channels
-        self.cnn = nn.Sequential(  # (B, 3, S, S) -> (B, 2c, S/16, S/16)
-            nn.Conv2d(3, c, 3, 2, 1), nn.BatchNorm2d(c), nn.ReLU(),
-            nn.Conv2d(c, c, 3, 2, 1), nn.BatchNorm2d(c), nn.ReLU(),
-            nn.Conv2d(c, 2 * c, 3, 2, 1), nn.BatchNorm2d(2 * c), nn.ReLU(),
-            nn.Conv2d(2 * c, 2 * c, 3, 2, 1), nn.BatchNorm2d(2 * c), nn.ReLU(),
-        )
+        # four stages of two 3x3 convs, each halving the side: (B, 3, S, S) -> (B, 2c, S/16, S/16)
+        widths = [3, c, c, 2 * c, 2 * c]
+        self.cnn = nn.Sequential(*[layer for k in range(4) for layer in (
+            nn.Conv2d(widths[k], widths[k + 1], 3, 1, 1), nn.BatchNorm2d(widths[k + 1]), nn.ReLU(),
+            nn.Conv2d(widths[k + 1], widths[k + 1], 3, 2, 1), nn.BatchNorm2d(widths[k + 1]), nn.ReLU())])
         grid = -(-image_size // 16)
         self.image_proj = nn.Linear(2 * c * grid * grid, embed_dim)
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)

@@ -11,7 +11,8 @@ so beam search can keep the survivors.
 from __future__ import annotations
 
 import pathlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

@@ -14,8 +14,12 @@ from zoo.engine.errors import UserError
 from zoo.metrics.classification import ClassificationEvaluator
 from zoo.metrics.language import MaskedLMEvaluator
 from zoo.models.base import ZooModel
-from zoo.models.sequence.generation import (TokenizerSlot, parse_options, resolve_tokenizer,
-                                            text_option)
+from zoo.models.sequence.generation import (
+    TokenizerSlot,
+    parse_options,
+    resolve_tokenizer,
+    text_option,
+)
 from zoo.models.transformer.layers import TransformerBlock, padding_mask
 
 PAD_ID, MASK_ID = 0, 4  # zoo.data.text.SPECIALS

@@ -40,7 +40,7 @@ class GPT(TextGenerator, ZooModel):
         # GPT-2: scale the residual projections by 1/sqrt(2 * layers) so the residual
         # stream's variance does not grow with depth
         for name, p in self.named_parameters():
-            if name.endswith("out_proj.weight") or name.endswith("ff.net.3.weight"):
+            if name.endswith(("out_proj.weight", "ff.net.3.weight")):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
 
     @staticmethod
@@ -53,7 +53,7 @@ class GPT(TextGenerator, ZooModel):
     def forward(self, ids: torch.Tensor, caches: list[dict] | None = None) -> torch.Tensor:
         """ids (B, T) -> logits (B, T, V). With ``caches`` (one dict per layer) the ids
         continue the cached positions and the caches are extended."""
-        B, T = ids.shape
+        _B, T = ids.shape
         start = caches[0]["k"].shape[2] if caches and "k" in caches[0] else 0
         if start + T > self.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.block_size}")

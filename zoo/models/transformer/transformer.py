@@ -12,8 +12,12 @@ from torch import nn
 from zoo.metrics.language import ExactMatchEvaluator
 from zoo.models.base import ZooModel
 from zoo.models.sequence.decoding import Translator, beam_search, greedy_decode, pad_rows
-from zoo.models.transformer.layers import (SinusoidalPositions, TransformerBlock, causal_mask,
-                                           padding_mask)
+from zoo.models.transformer.layers import (
+    SinusoidalPositions,
+    TransformerBlock,
+    causal_mask,
+    padding_mask,
+)
 
 
 class Transformer(Translator, ZooModel):
