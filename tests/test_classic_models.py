@@ -315,12 +315,14 @@ def test_predict_cli_prints_top_classes(tmp_path, capsys):
     model = ResNet(num_classes=10, depth=18, in_channels=1, small_input=True).eval()
     path = tmp_path / "digit.png"
     Image.fromarray((np.random.default_rng(0).random((8, 8)) * 255).astype(np.uint8)).save(path)
-    out = tmp_path / "out" / "pred.txt"
+    out = tmp_path / "out"
     model.predict_cli({"images": str(path), "topk": "2"}, data, out)
     line = capsys.readouterr().out.strip()
     assert line.startswith(str(path)) and len(line.split(",")) == 2
-    assert out.read_text().strip() == line
+    assert (out / "predictions.txt").read_text().strip() == line
     with pytest.raises(UserError, match="images"):
         model.predict_cli({"image": str(path)}, data, None)
+    with pytest.raises(UserError, match="topk"):
+        model.predict_cli({"images": str(path), "topk": "two"}, data, None)
     with pytest.raises(UserError, match="does not exist"):
         model.predict_cli({"images": str(tmp_path / "missing.png")}, data, None)

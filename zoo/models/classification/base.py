@@ -36,15 +36,14 @@ class Classifier(ZooModel):
     """Softmax (or, with one output, sigmoid) classification with cross-entropy loss,
     the maximum-likelihood objective for a categorical (Bernoulli) label."""
 
-    def __init__(self, num_classes: int, label_smoothing: float = 0.0) -> None:
+    def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.num_classes = int(num_classes)
-        self.label_smoothing = float(label_smoothing)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if logits.shape[1] == 1:  # binary: one logit, P(y=1) = sigmoid(logit)
             return F.binary_cross_entropy_with_logits(logits[:, 0], labels.float())
-        return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        return F.cross_entropy(logits, labels)
 
     def training_step(self, batch: Any, group: str = "main") -> dict[str, torch.Tensor]:
         x, y = batch_inputs(batch), batch_labels(batch)
@@ -69,8 +68,9 @@ class Classifier(ZooModel):
         return {"predictions": prediction_grid(x, batch_labels(batch), predictions)}
 
     def predict_cli(self, options: dict[str, str], data: Any, output: Path | None) -> None:
-        """``predict.py run=DIR images=a.png,b.png [topk=3]``: print the top classes of
-        each image, read as the data config reads its images (channels, image_size)."""
+        """``predict.py run=DIR images=a.png,b.png [topk=3] [output=DIR]``: print the top
+        classes of each image, read as the data config reads its images (channels,
+        image_size); with ``output`` also write them to DIR/predictions.txt."""
         from zoo.data.vision import load_image
 
         unknown = sorted(set(options) - {"images", "topk"})
@@ -80,7 +80,10 @@ class Classifier(ZooModel):
         meta = data.meta
         if not meta.get("image_size") or not meta.get("channels"):
             raise UserError("this model was trained on tabular data; predict.py reads images")
-        k = int(options.get("topk", 3))
+        topk = options.get("topk", "3")
+        if not topk.isdigit() or int(topk) < 1:
+            raise UserError(f"topk={topk} must be a positive whole number")
+        k = int(topk)
         names = meta.get("class_names") or [str(i) for i in range(self.num_classes)]
         device = next(self.parameters()).device
         lines = []
@@ -98,9 +101,9 @@ class Classifier(ZooModel):
             lines.append(f"{p}: {ranked}")
         text = "\n".join(lines)
         print(text)
-        if output is not None:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(text + "\n")
+        if output is not None:  # a folder, as for every predict.py mode
+            output.mkdir(parents=True, exist_ok=True)
+            (output / "predictions.txt").write_text(text + "\n")
 
 
 def make_pool(spp_levels: Sequence[int] | None, output_size: int = 1) -> tuple[nn.Module, int]:
