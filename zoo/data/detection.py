@@ -286,13 +286,14 @@ class _IoUCropIfBoxes:
 
 
 def build_detection_transforms(train: bool, *, hflip: float = 0.5, color: float = 0.0,
-                               crop: bool = False, size: int | None = None,
+                               zoom_out: float = 0.0, crop: bool = False, size: int | None = None,
                                scale_range: Sequence[float] | None = None
                                ) -> DetectionTransform | None:
     """Training augmentation (evaluation uses the images as they are): photometric
-    distortion with probability ``color``, SSD's IoU crop, scale jitter of the image to
-    ``size * U(scale_range)`` on its longer side, horizontal flip with probability
-    ``hflip``. Returns None when there is nothing to do."""
+    distortion with probability ``color``, SSD's zoom out (probability ``zoom_out``, up
+    to 4x, mean-colour fill) and IoU crop, scale jitter of the image to
+    ``size * U(scale_range)`` on its longer side (none when either is None), horizontal
+    flip with probability ``hflip``. Returns None when there is nothing to do."""
     from torchvision.transforms import v2
 
     if not train:
@@ -300,9 +301,11 @@ def build_detection_transforms(train: bool, *, hflip: float = 0.5, color: float 
     ops: list[Callable] = []
     if color > 0:
         ops.append(v2.RandomPhotometricDistort(p=color))
+    if zoom_out > 0:
+        ops.append(v2.RandomZoomOut(fill=[124, 116, 104], side_range=(1.0, 4.0), p=zoom_out))
     if crop:
         ops.append(_IoUCropIfBoxes())
-    if size is not None:
+    if size is not None and scale_range is not None:
         ops.append(v2.ScaleJitter((int(size), int(size)), scale_range=tuple(scale_range or (1, 1)),
                                   antialias=True))
     if hflip > 0:
@@ -376,18 +379,18 @@ class _DiskDetectionData(DataModule):
 
     def __init__(self, *, root: str, num_classes: int, image_size: int = 416,
                  train_split: str = "train", val_split: str = "val", test_split: str | None = None,
-                 hflip: float = 0.5, color: float = 0.5, crop: bool = False,
-                 scale_range: Sequence[float] = (0.75, 1.25), **kwargs: Any) -> None:
+                 hflip: float = 0.5, color: float = 0.5, zoom_out: float = 0.0, crop: bool = False,
+                 scale_range: Sequence[float] | None = (0.75, 1.25), **kwargs: Any) -> None:
         super().__init__(root=root, num_classes=num_classes, image_size=image_size,
                          train_split=train_split, val_split=val_split, test_split=test_split,
-                         hflip=hflip, color=color, crop=crop, scale_range=list(scale_range),
-                         **kwargs)
+                         hflip=hflip, color=color, zoom_out=zoom_out, crop=crop,
+                         scale_range=list(scale_range) if scale_range else None, **kwargs)
         self.root = Path(root).expanduser()
         self.split_names = {"train": train_split, "val": val_split,
                             "test": test_split or val_split}
         self.collate_fn = collate_detection
-        self.augment = dict(hflip=hflip, color=color, crop=crop, size=image_size,
-                            scale_range=scale_range)
+        self.augment = dict(hflip=hflip, color=color, zoom_out=zoom_out, crop=crop,
+                            size=image_size, scale_range=scale_range)
 
     def _check_classes(self, names: list[str], where: str) -> None:
         self.meta["class_names"] = names
