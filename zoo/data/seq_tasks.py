@@ -296,7 +296,8 @@ class SkipGramWindows(Dataset):
     frequent words are dropped with probability 1 - (sqrt(f/t) + 1) t/f (a dropped centre
     zeroes the whole mask), and noise words come from the unigram distribution raised to
     0.75. Windows stop at sentence ends. Randomness comes from the global torch RNG, so a
-    seeded run is reproducible.
+    seeded run is reproducible; with ``deterministic_seed`` each item draws from its own
+    generator seeded by (seed, index) instead, giving the same windows every epoch.
     """
 
     def __init__(self, tokens: torch.Tensor, sentence_of: torch.Tensor, counts: torch.Tensor,
