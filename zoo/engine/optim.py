@@ -14,8 +14,13 @@ from zoo.engine.errors import UserError, choices
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 
 
+FUSED = {"torch.optim.Adam", "torch.optim.AdamW", "torch.optim.SGD"}
+
+
 def build_optimizers(groups: dict[str, list[torch.nn.Parameter]], optim_cfg: DictConfig,
-                     ) -> dict[str, torch.optim.Optimizer]:
+                     device: torch.device | None = None) -> dict[str, torch.optim.Optimizer]:
+    """One optimizer per group; on CUDA, Adam/AdamW/SGD use their fused kernels unless
+    the config says ``fused: false``."""
     cfg = OmegaConf.to_container(optim_cfg, resolve=True)
     target = cfg.pop("_target_")
     per_group = cfg.pop("groups", None) or {}
@@ -24,6 +29,8 @@ def build_optimizers(groups: dict[str, list[torch.nn.Parameter]], optim_cfg: Dic
         raise UserError(f"optim.groups names unknown optimizer group(s) {sorted(unknown)}; "
                         f"this model has: {choices(groups)}")
     cls = locate(target)
+    if device is not None and device.type == "cuda" and target in FUSED:
+        cfg.setdefault("fused", True)
     out = {}
     for name, params in groups.items():
         kwargs = {**cfg, **(per_group.get(name) or {})}

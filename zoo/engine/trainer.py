@@ -82,7 +82,7 @@ class Trainer:
             self.model.on_train_start(self.data, str(self.run_dir))
 
         self.groups = self.model.optimizer_groups()
-        self.optimizers = build_optimizers(self.groups, cfg.optim) if self.groups else {}
+        self.optimizers = build_optimizers(self.groups, cfg.optim, self.device) if self.groups else {}
         self.train_loader = self._train_loader()
         self.accumulate = max(int(t.accumulate or 1), 1)
         self.batches_per_epoch = len(self.train_loader)
