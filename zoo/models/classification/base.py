@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -174,8 +175,8 @@ def resize_linear_head(head: nn.Sequential, in_features: int, hidden: int) -> nn
 
 def prediction_grid(images: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor,
                     max_images: int = 16, cell: int = 64) -> torch.Tensor:
-    """(3, H, W) picture of up to 16 inputs, each upscaled and framed green when the
-    predicted class is right, red when wrong."""
+    """(3, H, W) picture of up to 16 inputs, each upscaled, labelled with its predicted
+    class index and framed green when that is right, red when wrong."""
     n = min(max_images, len(images))
     x = images[:n].detach().float().cpu()
     if x.shape[1] == 1:
@@ -197,4 +198,17 @@ def prediction_grid(images: torch.Tensor, labels: torch.Tensor, logits: torch.Te
     for i in range(n):
         r, c = divmod(i, cols)
         grid[:, r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = tiles[i]
-    return grid
+    return _draw_labels(grid, [str(int(p)) for p in pred], cols, cell)
+
+
+def _draw_labels(grid: torch.Tensor, labels: list[str], cols: int, cell: int) -> torch.Tensor:
+    """Write each tile's predicted class index in its top-left corner."""
+    from PIL import Image, ImageDraw
+
+    array = (grid.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    image = Image.fromarray(array)
+    draw = ImageDraw.Draw(image)
+    for i, text in enumerate(labels):
+        r, c = divmod(i, cols)
+        draw.text((c * cell + 4, r * cell + 3), text, fill=(255, 220, 0))
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255.0
