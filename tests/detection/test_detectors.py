@@ -80,3 +80,39 @@ def test_train_evaluate_predict_commands(train, tmp_path, capsys):
     assert isinstance(json.loads(det_json.read_text()), list)
     assert predict_main([f"run={run}", f"source={tmp_path / 'missing'}"]) == 2
     assert predict_main([f"run={run}", f"source={images / 'test'}", "colour=red"]) == 2
+
+
+@pytest.mark.parametrize("name", ["yolov1.YOLOv1", "yolov2.YOLOv2", "ssd.SSD", "faster_rcnn.FasterRCNN"])
+def test_images_without_objects_and_crowds_train(name):
+    import importlib
+
+    module, cls = name.split(".")
+    torch.manual_seed(0)
+    model = getattr(importlib.import_module(f"zoo.models.detection.{module}"), cls)(num_classes=3,
+                                                                                     image_size=64)
+    model.train()
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+             "iscrowd": torch.zeros(0, dtype=torch.int64), "image_id": 0}
+    crowd_only = {"boxes": torch.tensor([[5.0, 5.0, 40.0, 40.0]]), "labels": torch.tensor([2]),
+                  "iscrowd": torch.tensor([1]), "image_id": 1}
+    images = [torch.rand(3, 64, 64), torch.rand(3, 48, 80)]
+    torch.manual_seed(1)  # the same dropout mask in both calls
+    losses = model.training_step((images, [empty, crowd_only]))
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    # A crowd region is no object to learn: the losses equal those of an empty image.
+    if module.startswith("yolo"):
+        torch.manual_seed(1)
+        again = model.training_step((images, [empty, {**empty, "image_id": 1}]))
+        for k in losses:
+            torch.testing.assert_close(losses[k], again[k])
+
+
+def test_training_targets_drop_crowds():
+    from zoo.models.detection.base import training_targets
+
+    t = {"boxes": torch.tensor([[0.0, 0, 5, 5], [1, 1, 9, 9]]), "labels": torch.tensor([1, 2]),
+         "iscrowd": torch.tensor([0, 1])}
+    out = training_targets([t])[0]
+    assert out["labels"].tolist() == [1] and out["boxes"].tolist() == [[0, 0, 5, 5]]
