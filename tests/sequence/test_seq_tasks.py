@@ -110,6 +110,7 @@ def test_captions_describe_objects_left_to_right():
     labels = torch.tensor([1, 3])
     names = ["circle", "square", "triangle"]
     assert describe_scene(boxes, labels, names, 64) == "a large triangle and a small circle"
+    assert describe_scene(boxes, labels, names, 64, sizes=False) == "a triangle and a circle"
     data = ShapesCaptionData(num_train=4, num_val=4, num_test=4, vocab_size=11)
     images, captions = data.collate_fn([data.dataset("val")[i] for i in range(4)])
     assert images.shape == (4, 3, 64, 64) and (captions[:, 0] == BOS).all()

@@ -393,29 +393,36 @@ CAPTION_WORDS = ("a", "and", "small", "large")
 
 
 def describe_scene(boxes: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str],
-                   image_size: int, large: float = 0.3) -> str:
-    """The caption of a shapes scene: its objects from left to right, each "a small X" or
-    "a large X" (box side above ``large`` of the image), joined by "and"."""
+                   image_size: int, sizes: bool = True, large: float = 0.3) -> str:
+    """The caption of a shapes scene: its objects from left to right, each "a X" (with
+    ``sizes``: "a small X" or "a large X", large when the box side exceeds ``large`` of
+    the image), joined by "and"."""
     if len(labels) == 0:
         return ""
     order = ((boxes[:, 0] + boxes[:, 2]) / 2).argsort()
     parts = []
     for i in order.tolist():
-        side = float((boxes[i, 2:] - boxes[i, :2]).max()) / image_size
-        parts.append(f"a {'large' if side > large else 'small'} {class_names[int(labels[i]) - 1]}")
+        name = class_names[int(labels[i]) - 1]
+        if sizes:
+            side = float((boxes[i, 2:] - boxes[i, :2]).max()) / image_size
+            name = f"{'large' if side > large else 'small'} {name}"
+        parts.append(f"a {name}")
     return " and ".join(parts)
 
 
 class _Captions(Dataset):
-    def __init__(self, scenes: Dataset, vocab: TaskVocab, class_names: Sequence[str], size: int) -> None:
+    def __init__(self, scenes: Dataset, vocab: TaskVocab, class_names: Sequence[str], size: int,
+                 sizes: bool) -> None:
         self.scenes, self.vocab, self.class_names, self.size = scenes, vocab, class_names, size
+        self.sizes = sizes
 
     def __len__(self) -> int:
         return len(self.scenes)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, target = self.scenes[i]
-        text = describe_scene(target["boxes"], target["labels"], self.class_names, self.size)
+        text = describe_scene(target["boxes"], target["labels"], self.class_names, self.size,
+                              self.sizes)
         return image, torch.tensor([BOS] + self.vocab.encode(text) + [EOS], dtype=torch.int64)
 
 
@@ -424,18 +431,22 @@ class ShapesCaptionData(DataModule):
     ``(images (B, 3, H, W) in [0, 1], captions (B, T))`` where a caption is ``<bos>`` "a
     large circle and a small star" ``<eos>`` (objects left to right), padded with 0.
 
-    ``vocab_size`` must equal 4 specials + the caption words + the class names (checked).
+    ``describe_sizes`` adds "small"/"large" before each shape. ``vocab_size`` must equal
+    4 specials + the caption words + the class names (checked; unused words stay in the
+    vocabulary so both settings share ids).
     """
 
     def __init__(self, *, num_classes: int = 3, image_size: int = 64, num_train: int = 4000,
                  num_val: int = 300, num_test: int = 300, max_objects: int = 2,
-                 min_size: float = 0.2, max_size: float = 0.6, seed: int = 0,
-                 vocab_size: int | None = None, **kw: Any) -> None:
+                 min_size: float = 0.2, max_size: float = 0.6, describe_sizes: bool = False,
+                 seed: int = 0, vocab_size: int | None = None, **kw: Any) -> None:
         from zoo.data.shapes import SHAPE_NAMES, ShapesDataset
 
         super().__init__(num_classes=num_classes, image_size=image_size, num_train=num_train,
                          num_val=num_val, num_test=num_test, max_objects=max_objects,
-                         min_size=min_size, max_size=max_size, seed=seed, vocab_size=vocab_size, **kw)
+                         min_size=min_size, max_size=max_size, describe_sizes=describe_sizes,
+                         seed=seed, vocab_size=vocab_size, **kw)
+        self.describe_sizes = bool(describe_sizes)
         self.class_names = list(SHAPE_NAMES[:num_classes])
         self.vocab = TaskVocab(list(CAPTION_WORDS) + self.class_names, words=True)
         if vocab_size is not None and int(vocab_size) != len(self.vocab):
@@ -454,7 +465,7 @@ class ShapesCaptionData(DataModule):
         # no flips: "left of" is part of the caption
         scenes = self._scenes(self.lengths[split], split=split, seed=self.seed, cache=True,
                               **self.render)
-        return _Captions(scenes, self.vocab, self.class_names, self.image_size)
+        return _Captions(scenes, self.vocab, self.class_names, self.image_size, self.describe_sizes)
 
     @staticmethod
     def _collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
