@@ -233,12 +233,17 @@ usage: python evaluate.py run=DIR [ckpt=PATH] [split=test] [output=PATH] [device
 RUN_EVAL_KEYS = {"run", "ckpt", "split", "output", "device", "save_predictions", "batch_size"}
 
 
-def evaluate_main(argv: list[str] | None = None) -> int:
+def _key_value_entry(argv: list[str] | None, usage: str, fn: Callable[[list[str]], int]) -> int:
+    """evaluate.py/predict.py: usage on --help (status 0) or no arguments (status 2)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or any(a in ("-h", "--help", "help") for a in argv):
-        print(USAGE_EVALUATE)
+        print(usage)
         return 0 if argv else 2
-    return _guard(lambda: _evaluate(argv))
+    return _guard(lambda: fn(argv))
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    return _key_value_entry(argv, USAGE_EVALUATE, _evaluate)
 
 
 def _evaluate(argv: list[str]) -> int:
@@ -301,11 +306,7 @@ usage: python predict.py run=DIR [ckpt=PATH] [device=auto] [output=DIR] [model-s
 
 
 def predict_main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or any(a in ("-h", "--help", "help") for a in argv):
-        print(USAGE_PREDICT)
-        return 0 if argv else 2
-    return _guard(lambda: _predict(argv))
+    return _key_value_entry(argv, USAGE_PREDICT, _predict)
 
 
 def _predict(argv: list[str]) -> int:
