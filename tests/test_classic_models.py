@@ -186,6 +186,15 @@ def test_logistic_regression_output_forms():
     torch.testing.assert_close(binary.training_step((x, y))["loss_cls"], ref)
 
 
+def test_flat_models_refuse_data_of_another_size():
+    data = DigitsData(image_size=16)  # 256 features, config still saying 64
+    for model in (LogisticRegression(in_features=64, num_classes=10),
+                  MLP(in_features=64, num_classes=10)):
+        with pytest.raises(UserError, match="data.num_features=256"):
+            model.on_train_start(data, None)
+    LogisticRegression(in_features=256, num_classes=10).on_train_start(data, None)
+
+
 def test_logistic_regression_learns_digits():
     data = DigitsData()
     model = LogisticRegression(in_features=64, num_classes=10)

@@ -73,13 +73,9 @@ class ImageClassificationData(DataModule):
         size = self.meta.get("image_size")
         if size is None or int(size) < 1:
             raise DataError(f"data.image_size={size} must be a positive number of pixels")
-        # Flat models (logistic regression, MLP) size their input from num_features.
-        features = channels * int(size) ** 2
-        given = self.meta.get("num_features")
-        if given is not None and int(given) != features:
-            raise DataError(f"data.num_features={given} but {channels} channel(s) of "
-                            f"{size}x{size} pixels make {features}; set data.num_features={features}")
-        self.meta["num_features"] = features
+        # Flat models (logistic regression, MLP) size their input from the config's
+        # num_features and compare it with this true value when training starts.
+        self.meta["num_features"] = channels * int(size) ** 2
 
     def _dataset(self, split: str, images: torch.Tensor, labels: torch.Tensor) -> ImageTensorDataset:
         train = split == "train"

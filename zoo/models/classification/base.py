@@ -107,6 +107,15 @@ class Classifier(ZooModel):
             (output / "predictions.txt").write_text(text + "\n")
 
 
+def check_flat_input(in_features: int, data: Any) -> None:
+    """Refuse, before training, data whose samples do not flatten to ``in_features``
+    values (e.g. digits resized by data.image_size while data.num_features kept 64)."""
+    found = data.meta.get("num_features")
+    if found is not None and int(found) != int(in_features):
+        raise UserError(f"the model takes {in_features} input features but each sample of "
+                        f"the data has {found}; set data.num_features={found}")
+
+
 def make_pool(spp_levels: Sequence[int] | None, output_size: int = 1) -> tuple[nn.Module, int]:
     """The pooling between a CNN's features and its classifier, and how many values per
     channel it yields: adaptive average pooling to ``output_size`` squared cells, or a

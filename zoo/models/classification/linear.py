@@ -13,7 +13,7 @@ from zoo.engine.errors import UserError, choices
 from zoo.metrics.classification import batch_labels
 from zoo.metrics.regression import RegressionEvaluator
 from zoo.models.base import ZooModel
-from zoo.models.classification.base import Classifier, batch_inputs
+from zoo.models.classification.base import Classifier, batch_inputs, check_flat_input
 
 SOLVERS = ("closed_form", "gd")
 LINKS = ("auto", "sigmoid", "softmax")
@@ -94,6 +94,7 @@ class LinearRegression(ZooModel):
         return {} if self.solver == "closed_form" else {"main": list(self.parameters())}
 
     def on_train_start(self, data: Any, run_dir: str | None = None) -> None:
+        check_flat_input(self.linear.in_features, data)
         x, y = _stack_split(data.dataset("train"))
         self.num_train.fill_(len(x))
         if self.solver == "closed_form":
@@ -150,6 +151,9 @@ class LogisticRegression(Classifier):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x.flatten(1))  # (B, 1) or (B, C) logits
+
+    def on_train_start(self, data: Any, run_dir: str | None = None) -> None:
+        check_flat_input(self.linear.in_features, data)
 
 
 def _stack_split(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:

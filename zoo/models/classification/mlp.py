@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from zoo.models.classification.base import Classifier
+from zoo.models.classification.base import Classifier, check_flat_input
 
 
 class MLP(Classifier):
@@ -29,6 +30,10 @@ class MLP(Classifier):
             width = int(h)
         layers.append(nn.Linear(width, int(num_classes)))
         self.net = nn.Sequential(*layers)
+        self.in_features = int(in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1))  # (B, F) -> (B, C)
+
+    def on_train_start(self, data: Any, run_dir: str | None = None) -> None:
+        check_flat_input(self.in_features, data)
