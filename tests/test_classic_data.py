@@ -173,7 +173,7 @@ def cifar_fixture(folder, n=6):
     rng = np.random.default_rng(0)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         batch = {b"data": rng.integers(0, 256, (n, 3072)).astype(np.uint8),
-                 b"labels": list(range(n))}
+                 b"labels": [i % 10 for i in range(n)]}
         (folder / name).write_bytes(pickle.dumps(batch))
     names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse",
              b"ship", b"truck"]
@@ -202,6 +202,11 @@ def test_cifar10_refuses_code_in_pickles_and_missing_files(tmp_path):
         def __reduce__(self):
             return (print, ("pwned",))
 
+    bad = pickle.loads((folder / "test_batch").read_bytes())
+    bad[b"labels"][0] = 12
+    (folder / "test_batch").write_bytes(pickle.dumps(bad))
+    with pytest.raises(DataError, match="outside 0..9"):
+        CIFAR10Data(root=str(tmp_path)).dataset("test")
     (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": Evil()}))
     with pytest.raises(DataError, match="refusing"):
         CIFAR10Data(root=str(tmp_path))

@@ -78,6 +78,11 @@ class ImageClassificationData(DataModule):
         self.meta["num_features"] = channels * int(size) ** 2
 
     def _dataset(self, split: str, images: torch.Tensor, labels: torch.Tensor) -> ImageTensorDataset:
+        n = int(self.meta["num_classes"])
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= n):
+            raise DataError(f"{type(self).__name__} {split} labels range over "
+                            f"{int(labels.min())}..{int(labels.max())}, outside 0..{n - 1}; "
+                            f"the files under {self.meta.get('root', 'the data')} are not this dataset")
         train = split == "train"
         return ImageTensorDataset(
             images, labels, image_size=self.meta.get("image_size"),
