@@ -116,7 +116,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="reversal,lm,word2vec,order,kvcache,bert")
     ap.add_argument("--out-dir", default="outputs/benchmarks/sequence")
-    ap.add_argument("--lm-seconds", type=int, default=480, help="time budget of each language model")
+    ap.add_argument("--lm-seconds", type=int, default=600, help="time budget of each language model")
     ap.add_argument("--lm-steps", type=int, default=2000, help="schedule length of each language model")
     ap.add_argument("--out", default=None, help="also write the tables to this markdown file")
     args = ap.parse_args()
