@@ -170,6 +170,13 @@ def test_transforms_move_boxes_and_keep_fields_aligned():
     _, t = flip(image, target)
     assert t["boxes"].tolist() == [[70, 5, 90, 25], [0, 0, 30, 40]]
     assert t["image_id"] == 7 and type(t["boxes"]) is torch.Tensor
+    # A quarter turn moves the box with the pixels it covers.
+    square = image.clone()
+    square[:, 5:25, 10:30] = 255
+    img, t = build_detection_transforms(True, hflip=0.0, rot90=1.0)(square, target)
+    ys, xs = torch.nonzero(img[0] > 0, as_tuple=True)
+    assert img.shape == (3, 100, 40)
+    assert t["boxes"][0].tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
     # A transform that pushes one box out of the image drops it with its crowd flag and area.
     from torchvision.transforms import v2
 

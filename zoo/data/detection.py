@@ -285,15 +285,18 @@ class _IoUCropIfBoxes:
         return self.crop(image, target)
 
 
-def build_detection_transforms(train: bool, *, hflip: float = 0.5, color: float = 0.0,
-                               zoom_out: float = 0.0, crop: bool = False, size: int | None = None,
+def build_detection_transforms(train: bool, *, hflip: float = 0.5, vflip: float = 0.0,
+                               rot90: float = 0.0, color: float = 0.0, zoom_out: float = 0.0,
+                               crop: bool = False, size: int | None = None,
                                scale_range: Sequence[float] | None = None
                                ) -> DetectionTransform | None:
     """Training augmentation (evaluation uses the images as they are): photometric
     distortion with probability ``color``, SSD's zoom out (probability ``zoom_out``, up
     to 4x, mean-colour fill) and IoU crop, scale jitter of the image to
     ``size * U(scale_range)`` on its longer side (none when either is None), horizontal
-    flip with probability ``hflip``. Returns None when there is nothing to do."""
+    and vertical flips and a quarter turn with probabilities ``hflip``, ``vflip``,
+    ``rot90`` (all three at 0.5: the eight symmetries of a square, for data whose
+    classes do not depend on orientation). Returns None when there is nothing to do."""
     from torchvision.transforms import v2
 
     if not train:
@@ -310,6 +313,10 @@ def build_detection_transforms(train: bool, *, hflip: float = 0.5, color: float 
                                   antialias=True))
     if hflip > 0:
         ops.append(v2.RandomHorizontalFlip(hflip))
+    if vflip > 0:
+        ops.append(v2.RandomVerticalFlip(vflip))
+    if rot90 > 0:  # a quarter turn (expand=True keeps non-square images whole)
+        ops.append(v2.RandomApply([v2.RandomRotation((90, 90), expand=True)], p=rot90))
     return DetectionTransform(ops) if ops else None
 
 

@@ -304,7 +304,8 @@ class ShapesData(DataModule):
     def __init__(self, *, num_classes: int = 5, image_size: int = 128, num_train: int = 4000,
                  num_val: int = 500, num_test: int = 500, max_objects: int = 6,
                  min_size: float = 0.08, max_size: float = 0.5, empty_prob: float = 0.05,
-                 seed: int = 0, with_masks: bool = False, hflip: float = 0.5, cache: bool = True,
+                 seed: int = 0, with_masks: bool = False, hflip: float = 0.5, vflip: float = 0.5,
+                 rot90: float = 0.5, color: float = 0.0, cache: bool = True,
                  class_names: Sequence[str] | None = None, **kwargs: Any) -> None:
         names = list(class_names) if class_names else list(SHAPE_NAMES[:num_classes])
         unknown = [n for n in names if n not in SHAPE_NAMES]
@@ -315,22 +316,24 @@ class ShapesData(DataModule):
         super().__init__(num_classes=num_classes, image_size=image_size, num_train=num_train,
                          num_val=num_val, num_test=num_test, max_objects=max_objects,
                          min_size=min_size, max_size=max_size, empty_prob=empty_prob, seed=seed,
-                         with_masks=with_masks, hflip=hflip, cache=cache, **kwargs)
+                         with_masks=with_masks, hflip=hflip, vflip=vflip, rot90=rot90, color=color,
+                         cache=cache, **kwargs)
         self.meta["class_names"] = names
         self.render = dict(image_size=image_size, classes=names, max_objects=max_objects,
                            min_size=min_size, max_size=max_size, empty_prob=empty_prob)
         self.lengths = {"train": num_train, "val": num_val, "test": num_test}
         self.seed = seed
         self.with_masks = with_masks
-        self.hflip = hflip
+        self.augment = dict(hflip=hflip, vflip=vflip, rot90=rot90, color=color)
         self.cache = cache
         self.collate_fn = collate_detection
 
     def build(self, split: str) -> ShapesDataset:
-        # The generator already varies colour, size, rotation and position; a flip is the
-        # only augmentation that adds something (mirror-image layouts).
-        tf = build_detection_transforms(train=True, hflip=self.hflip) if (
-            split == "train" and self.hflip > 0) else None
+        # The generator varies colour, size, rotation and position per object; flips and
+        # quarter turns of the whole scene multiply the distinct layouts by eight (the
+        # classes do not depend on orientation), which a few thousand scenes need: without
+        # them YOLOv2 reached mAP@0.5 0.94 on training scenes and 0.74 on validation ones.
+        tf = build_detection_transforms(split == "train", **self.augment)
         return ShapesDataset(self.lengths[split], split=split, seed=self.seed,
                              with_masks=self.with_masks, transforms=tf, cache=self.cache,
                              **self.render)
@@ -354,7 +357,7 @@ def export_coco(data: ShapesData, out: str | Path, splits: Sequence[str] = ("tra
         for i in range(len(ds)):
             sc = ds.scene(i)
             name = f"{i:06d}.jpg"
-            Image.fromarray(sc.image).save(out / split / name, quality=95)
+            Image.fromarray(sc.image).save(out / split / name, quality=95, subsampling=0)
             h, w = sc.image.shape[:2]
             images.append({"id": i, "file_name": name, "width": w, "height": h})
             masks = sc.masks

@@ -24,6 +24,13 @@ The paper's outputs are linear; here box coordinates and confidence pass through
 sigmoid and class scores through a softmax, because every target lives in [0, 1] (or
 on the simplex) and the bounded outputs train from scratch faster and without NaN
 square roots. The sum-squared loss itself is unchanged.
+
+``head="fc"`` is the paper's fully connected head: every output sees the whole image,
+but its weights must learn where each cell is, which the paper could afford after a
+week of ImageNet pre-training of the convolutions. From scratch on a CPU it stays at
+the mean prediction for thousands of steps, so the default ``head="conv"`` predicts
+each cell's vector with a 3x3 then 1x1 convolution over the S x S features (the
+grid, boxes, class probabilities and loss are the paper's).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from zoo.engine.errors import UserError
 from zoo.models.detection.backbones import DarknetBackbone, conv_bn_act
 from zoo.models.detection.base import Detector, resize_batch, training_targets
 from zoo.models.detection.boxes import box_iou, cell_of, select_unique
@@ -112,6 +120,8 @@ class YOLOv1(Detector):
         grid_size: S. The paper uses 7 at 448 px; 8 at 128 px keeps cells of 16 px.
         num_boxes: B boxes per cell (paper: 2).
         widths: convolutional backbone widths (Darknet-style stages).
+        head: ``conv`` (default) or ``fc`` (the paper's; see the module docstring).
+        head_channels: channels per cell fed to the fully connected head.
         fc_width: hidden units of the fully connected layer (paper: 4096).
         dropout: dropout after it (paper: 0.5).
         lambda_coord, lambda_noobj: the paper's 5 and 0.5.
@@ -119,7 +129,7 @@ class YOLOv1(Detector):
 
     def __init__(self, *, num_classes: int, image_size: int = 128, grid_size: int = 8,
                  num_boxes: int = 2, widths: Sequence[int] = (24, 48, 96, 192),
-                 head_channels: int = 64, fc_width: int = 512, dropout: float = 0.5,
+                 head: str = "conv", head_channels: int = 64, fc_width: int = 512, dropout: float = 0.5,
                  lambda_coord: float = 5.0, lambda_noobj: float = 0.5,
                  score_thresh: float = 0.01, nms_thresh: float = 0.45,
                  detections_per_img: int = 100) -> None:
@@ -128,22 +138,30 @@ class YOLOv1(Detector):
         self.grid_size, self.num_boxes = int(grid_size), int(num_boxes)
         self.lambda_coord, self.lambda_noobj = float(lambda_coord), float(lambda_noobj)
         self.backbone = DarknetBackbone(widths)
-        self.neck = nn.Sequential(conv_bn_act(widths[-1], widths[-1], 3),
-                                  nn.AdaptiveAvgPool2d(grid_size),
-                                  conv_bn_act(widths[-1], head_channels, 1))
+        c = widths[-1]
+        # (N, C, H/s, W/s) -> (N, C, S, S): the grid, whatever the input size.
+        self.neck = nn.Sequential(conv_bn_act(c, c, 3), nn.AdaptiveAvgPool2d(grid_size))
         per_cell = 5 * num_boxes + num_classes
-        self.fc = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(head_channels * grid_size * grid_size, fc_width),
-            nn.LeakyReLU(0.1, inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(fc_width, grid_size * grid_size * per_cell),
-        )
+        if head == "fc":
+            self.head = nn.Sequential(
+                conv_bn_act(c, head_channels, 1),
+                nn.Flatten(),
+                nn.Linear(head_channels * grid_size * grid_size, fc_width),
+                nn.LeakyReLU(0.1, inplace=True),
+                nn.Dropout(dropout),
+                nn.Linear(fc_width, grid_size * grid_size * per_cell),
+            )
+        elif head == "conv":
+            self.head = nn.Sequential(conv_bn_act(c, c, 3), nn.Conv2d(c, per_cell, 1))
+        else:
+            raise UserError(f"unknown YOLOv1 head '{head}'; valid: conv, fc")
+        self.head_kind = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) -> (N, S, S, 5B + C) activated outputs."""
         s, nb = self.grid_size, self.num_boxes
-        y = self.fc(self.neck(self.backbone(x))).view(x.shape[0], s, s, -1)
+        y = self.head(self.neck(self.backbone(x)))  # (N, S*S*(5B+C)) or (N, 5B+C, S, S)
+        y = y.view(x.shape[0], s, s, -1) if self.head_kind == "fc" else y.permute(0, 2, 3, 1)
         return torch.cat([y[..., :5 * nb].sigmoid(), y[..., 5 * nb:].softmax(-1)], -1)
 
     def training_step(self, batch: Any, group: str = "main") -> dict[str, torch.Tensor]:
