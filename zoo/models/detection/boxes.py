@@ -20,23 +20,38 @@ def wh_iou(wh1: torch.Tensor, wh2: torch.Tensor) -> torch.Tensor:
     return inter / union.clamp(min=1e-12)
 
 
-def kmeans_anchors(wh: torch.Tensor, k: int, *, iters: int = 300, seed: int = 0) -> torch.Tensor:
+def kmeans_anchors(wh: torch.Tensor, k: int, *, iters: int = 300, restarts: int = 10,
+                   seed: int = 0) -> torch.Tensor:
     """YOLOv2's anchor priors: k-means on box shapes with distance ``1 - IoU`` (Redmon &
     Farhadi, 2017, sec. "Dimension Clusters"), so large boxes do not dominate as they
     would under Euclidean distance. ``wh`` (N, 2) > 0; returns (k, 2) sorted by area.
 
     Centroids start k-means++ style (each next one drawn in proportion to its distance
-    from the chosen ones). A cluster that empties is re-seeded at the box that fits the
-    current centroids worst, so no centroid becomes NaN.
+    from the chosen ones); of ``restarts`` runs the one with the highest mean IoU of a
+    box with its best centroid wins, since a single run can settle in a local optimum.
+    A cluster that empties is re-seeded at the box that fits the current centroids
+    worst, so no centroid becomes NaN.
     """
     wh = wh.double()
     wh = wh[(wh > 0).all(1)]
     if len(wh) == 0:
         raise ValueError("kmeans_anchors needs at least one box with positive size")
     g = torch.Generator().manual_seed(seed)
-    k_eff = min(k, len(wh))
+    best, best_fit = None, -1.0
+    k_eff = min(k, len(torch.unique(wh, dim=0)))  # no more clusters than distinct shapes
+    for _ in range(max(restarts, 1)):
+        cent = _kmeans_once(wh, k_eff, iters, g)
+        fit = float(wh_iou(wh, cent).max(1).values.mean())
+        if fit > best_fit:
+            best, best_fit = cent, fit
+    if len(best) < k:  # fewer distinct shapes than anchors: repeat the largest
+        best = torch.cat([best, best[-1:].expand(k - len(best), 2)])
+    return best[best.prod(1).argsort(stable=True)].float()
+
+
+def _kmeans_once(wh: torch.Tensor, k: int, iters: int, g: torch.Generator) -> torch.Tensor:
     cent = wh[torch.randint(len(wh), (1,), generator=g)]
-    while len(cent) < k_eff:
+    while len(cent) < k:  # k-means++ seeding under the 1 - IoU distance
         d = (1 - wh_iou(wh, cent)).min(1).values
         p = d / d.sum() if d.sum() > 0 else torch.full_like(d, 1 / len(d))
         cent = torch.cat([cent, wh[torch.multinomial(p, 1, generator=g)]])
@@ -47,7 +62,7 @@ def kmeans_anchors(wh: torch.Tensor, k: int, *, iters: int = 300, seed: int = 0)
         if assign is not None and torch.equal(new_assign, assign):
             break
         assign = new_assign
-        for j in range(k_eff):
+        for j in range(k):
             members = wh[assign == j]
             if len(members):
                 cent[j] = members.mean(0)
@@ -55,9 +70,7 @@ def kmeans_anchors(wh: torch.Tensor, k: int, *, iters: int = 300, seed: int = 0)
                 worst = iou.max(1).values.argmin()
                 cent[j] = wh[worst]
                 assign[worst] = j
-    if k_eff < k:  # fewer distinct boxes than anchors: repeat the largest
-        cent = torch.cat([cent, cent[-1:].expand(k - k_eff, 2)])
-    return cent[cent.prod(1).argsort()].float()
+    return cent
 
 
 def select_unique(keys: torch.Tensor, priority: torch.Tensor) -> torch.Tensor:
