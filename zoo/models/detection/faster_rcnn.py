@@ -51,8 +51,9 @@ class FasterRCNN(Detector):
             their longer side at most ``max_size`` (default ``image_size`` x 1333 / 800).
         backbone: ``darknet`` (small, default) or a ResNet FPN (``resnet50`` = the paper).
         widths, fpn_channels, fpn_levels: the darknet pyramid.
-        anchor_sizes: anchor sides in input pixels, one tuple per pyramid level
-            (``fpn_levels`` + 1 for the pooled level).
+        anchor_sizes: anchor sides as fractions of ``image_size`` (so the anchors follow
+            the input size), one tuple per pyramid level (``fpn_levels`` + 1 for the
+            pooled level); the default is 8..96 px at 128 px.
         aspect_ratios: anchor height/width ratios, shared by every level.
         rpn_*, box_*: torchvision's proposal and sampling settings.
         representation_size: width of the two-layer box head.
@@ -63,7 +64,8 @@ class FasterRCNN(Detector):
     def __init__(self, *, num_classes: int, image_size: int = 128, backbone: str = "darknet",
                  widths: Sequence[int] = (24, 48, 96, 192), fpn_channels: int = 64,
                  fpn_levels: int = 3,
-                 anchor_sizes: Sequence[Sequence[int]] = ((8, 12), (16, 24), (32, 48), (64, 96)),
+                 anchor_sizes: Sequence[Sequence[float]] = ((0.0625, 0.094), (0.125, 0.19),
+                                                            (0.25, 0.375), (0.5, 0.75)),
                  aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0), max_size: int | None = None,
                  rpn_pre_nms_top_n_train: int = 300, rpn_pre_nms_top_n_test: int = 300,
                  rpn_post_nms_top_n_train: int = 200, rpn_post_nms_top_n_test: int = 100,
@@ -88,7 +90,8 @@ class FasterRCNN(Detector):
             levels = ["0", "1", "2", "3"]
         else:
             raise UserError(f"unknown Faster R-CNN backbone '{backbone}'; valid: {choices(BACKBONES)}")
-        sizes = tuple(tuple(int(s) for s in level) for level in anchor_sizes)
+        sizes = tuple(tuple(max(int(round(s * image_size)), 1) for s in level)
+                      for level in anchor_sizes)  # pixels of the resized input
         if len(sizes) != len(levels) + 1:
             raise UserError(f"the {backbone} pyramid has {len(levels) + 1} levels: anchor_sizes "
                             f"needs {len(levels) + 1} tuples, got {len(sizes)}")
