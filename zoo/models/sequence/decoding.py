@@ -97,11 +97,31 @@ def pad_rows(rows: list[torch.Tensor], pad_id: int) -> torch.Tensor:
 
 
 class Translator:
-    """Mixin for encoder-decoder models with ``translate(src, beam_size) -> (B, L) ids``:
-    ``predict.py run=DIR input="March 5, 2024" [beam_size=4]`` prints the output."""
+    """Mixin for encoder-decoder models. A model defines ``encode(src) -> state``,
+    ``_step(tokens, state) -> (log_probs of the next token, state)`` and
+    ``_reorder(state, idx)``, and attributes ``bos_id, eos_id, pad_id, max_len,
+    beam_size``; this mixin decodes greedily or by beam search, predicts, scores exact
+    match, and serves ``predict.py run=DIR input="March 5, 2024" [beam_size=4]``."""
 
+    @torch.no_grad()
     def translate(self, src: torch.Tensor, beam_size: int = 1) -> torch.Tensor:
-        raise NotImplementedError
+        state = self.encode(src)  # type: ignore[attr-defined]
+        if beam_size <= 1:
+            return greedy_decode(self._step, state, src.shape[0], self.bos_id, self.eos_id,  # type: ignore[attr-defined]
+                                 self.pad_id, self.max_len, src.device)  # type: ignore[attr-defined]
+        rows = [beam_search(self._step, self._reorder(state, torch.tensor([i], device=src.device)),  # type: ignore[attr-defined]
+                            self._reorder, self.bos_id, self.eos_id, self.pad_id, self.max_len,  # type: ignore[attr-defined]
+                            beam_size, src.device) for i in range(src.shape[0])]
+        return pad_rows(rows, self.pad_id)  # type: ignore[attr-defined]
+
+    @torch.no_grad()
+    def predict(self, batch: Any) -> torch.Tensor:
+        return self.translate(batch[0], self.beam_size)  # type: ignore[attr-defined]
+
+    def build_evaluator(self, meta: dict) -> Any:
+        from zoo.metrics.language import ExactMatchEvaluator
+
+        return ExactMatchEvaluator(eos_id=self.eos_id, pad_id=self.pad_id, skip=1)  # type: ignore[attr-defined]
 
     @torch.no_grad()
     def predict_cli(self, options: dict[str, str], data: Any,

@@ -9,9 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from zoo.metrics.language import ExactMatchEvaluator
 from zoo.models.base import ZooModel
-from zoo.models.sequence.decoding import Translator, beam_search, greedy_decode, pad_rows
+from zoo.models.sequence.decoding import Translator
 from zoo.models.sequence.recurrent import State, make_recurrent
 
 
@@ -68,20 +67,3 @@ class Seq2SeqLSTM(Translator, ZooModel):
     def _reorder(state: State, idx: torch.Tensor) -> State:
         return tuple(s.index_select(1, idx) for s in state)  # type: ignore[return-value]
 
-    @torch.no_grad()
-    def translate(self, src: torch.Tensor, beam_size: int = 1) -> torch.Tensor:
-        state = self.encode(src)
-        if beam_size <= 1:
-            return greedy_decode(self._step, state, src.shape[0], self.bos_id, self.eos_id,
-                                 self.pad_id, self.max_len, src.device)
-        rows = [beam_search(self._step, self._reorder(state, torch.tensor([i], device=src.device)),
-                            self._reorder, self.bos_id, self.eos_id, self.pad_id, self.max_len,
-                            beam_size, src.device) for i in range(src.shape[0])]
-        return pad_rows(rows, self.pad_id)
-
-    @torch.no_grad()
-    def predict(self, batch: Any) -> torch.Tensor:
-        return self.translate(batch[0], self.beam_size)
-
-    def build_evaluator(self, meta: dict) -> ExactMatchEvaluator:
-        return ExactMatchEvaluator(eos_id=self.eos_id, pad_id=self.pad_id, skip=1)
