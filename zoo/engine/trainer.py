@@ -412,10 +412,10 @@ class Trainer:
             else:
                 opt.step()
             opt.zero_grad(set_to_none=True)
-            self.schedulers[group].step()
             hook = getattr(self.model, "on_after_step", None)
-            if hook is not None:
+            if hook is not None:  # with the rate of the step just taken (a proximal step needs it)
                 hook(group, current_lr(opt))
+            self.schedulers[group].step()
         if self.scaler is not None:
             self.scaler.update()
         if self.ema is not None:
