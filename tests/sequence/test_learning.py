@@ -18,7 +18,8 @@ def _fit(model, data, steps, lr=3e-3):
     done = 0
     while done < steps:
         for batch in loader:
-            loss = model.training_step(batch)["loss"]
+            losses = model.training_step(batch)
+            loss = sum(v for k, v in losses.items() if not k.startswith("log_"))
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from zoo.metrics.classification import ClassificationEvaluator
 from zoo.metrics.language import ExactMatchEvaluator
 from zoo.models.base import ZooModel
+from zoo.models.classification.base import Classifier
 from zoo.models.sequence.recurrent import last_hidden, make_recurrent
 
 ENCODINGS = ("embedding", "onehot")
@@ -37,7 +37,7 @@ class TokenEncoding(nn.Module):
         return F.one_hot(ids, self.vocab_size).float()
 
 
-class RecurrentClassifier(ZooModel):
+class RecurrentClassifier(Classifier):
     """Many-to-one RNN/LSTM classifier: the padded batch is packed (lengths from the pad
     id), so the recurrence stops at each sequence's last real token, and the top layer's
     final hidden state h_n (not ``out[:, -1]``, which would read padding) feeds a linear
@@ -47,8 +47,8 @@ class RecurrentClassifier(ZooModel):
                  encoding: str = "embedding", embed_dim: int = 32, hidden_size: int = 64,
                  num_layers: int = 1, dropout: float = 0.0, impl: str = "torch",
                  pad_id: int = 0) -> None:
-        super().__init__()
-        self.pad_id, self.num_classes = pad_id, num_classes
+        super().__init__(num_classes)  # cross-entropy training, logits, classification metrics
+        self.pad_id = pad_id
         self.encode_tokens = TokenEncoding(vocab_size, embed_dim, encoding, pad_id)
         self.rnn = make_recurrent(cell, self.encode_tokens.dim, hidden_size, num_layers, dropout, impl)
         self.head = nn.Linear(hidden_size, num_classes)
@@ -61,26 +61,15 @@ class RecurrentClassifier(ZooModel):
         _, state = self.rnn(packed)
         return self.head(last_hidden(state))
 
-    def training_step(self, batch: Any, group: str = "main") -> dict[str, torch.Tensor]:
-        ids, labels = batch
-        return {"loss": F.cross_entropy(self(ids), labels)}
 
-    @torch.no_grad()
-    def predict(self, batch: Any) -> torch.Tensor:
-        return self(batch[0])
-
-    def build_evaluator(self, meta: dict) -> ClassificationEvaluator:
-        return ClassificationEvaluator(self.num_classes, meta.get("class_names"))
-
-
-class BagOfWordsClassifier(ZooModel):
+class BagOfWordsClassifier(Classifier):
     """Bag-of-words baseline: a sequence becomes its vector of token counts (the sum of
     its one-hot codes, order discarded), then an MLP classifies it."""
 
     def __init__(self, *, vocab_size: int, num_classes: int, hidden_size: int = 64,
                  pad_id: int = 0) -> None:
-        super().__init__()
-        self.vocab_size, self.pad_id, self.num_classes = vocab_size, pad_id, num_classes
+        super().__init__(num_classes)
+        self.vocab_size, self.pad_id = vocab_size, pad_id
         self.mlp = nn.Sequential(nn.Linear(vocab_size, hidden_size), nn.ReLU(),
                                  nn.Linear(hidden_size, num_classes))
 
@@ -92,17 +81,6 @@ class BagOfWordsClassifier(ZooModel):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.mlp(self.bag(ids))
-
-    def training_step(self, batch: Any, group: str = "main") -> dict[str, torch.Tensor]:
-        ids, labels = batch
-        return {"loss": F.cross_entropy(self(ids), labels)}
-
-    @torch.no_grad()
-    def predict(self, batch: Any) -> torch.Tensor:
-        return self(batch[0])
-
-    def build_evaluator(self, meta: dict) -> ClassificationEvaluator:
-        return ClassificationEvaluator(self.num_classes, meta.get("class_names"))
 
 
 class RecurrentTagger(ZooModel):
