@@ -91,6 +91,18 @@ class ImageClassificationData(DataModule):
         )
 
 
+def _official_splits(data: ImageClassificationData, split: str, read: Any) -> Dataset:
+    """test: the official test set; train/val: the official training set less a seeded
+    hold-out of ``val_size`` images (MNIST, CIFAR-10)."""
+    images, labels = read(data.meta["root"], "test" if split == "test" else "train")
+    if split != "test":
+        train_idx, val_idx = _split_train_val(len(labels), int(data.meta["val_size"]),
+                                              int(data.meta["seed"]))
+        idx = train_idx if split == "train" else val_idx
+        images, labels = images[idx], labels[idx]
+    return data._dataset(split, images, labels)
+
+
 def _split_train_val(n: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed random (train, val) partition of range(n): the official sets have no val split."""
     if not 0 < val_size < n:
@@ -176,13 +188,7 @@ class MNISTData(ImageClassificationData):
         self._check_meta(10, 1, f"MNIST ({root})")
 
     def build(self, split: str) -> Dataset:
-        images, labels = read_mnist(self.meta["root"], "test" if split == "test" else "train")
-        if split != "test":
-            train_idx, val_idx = _split_train_val(len(labels), int(self.meta["val_size"]),
-                                                  int(self.meta["seed"]))
-            idx = train_idx if split == "train" else val_idx
-            images, labels = images[idx], labels[idx]
-        return self._dataset(split, images, labels)
+        return _official_splits(self, split, read_mnist)
 
 
 # -- CIFAR-10 ----------------------------------------------------------------------------
@@ -261,13 +267,7 @@ class CIFAR10Data(ImageClassificationData):
         self._check_meta(10, 3, f"CIFAR-10 ({root})")
 
     def build(self, split: str) -> Dataset:
-        images, labels = read_cifar10(self.meta["root"], "test" if split == "test" else "train")
-        if split != "test":
-            train_idx, val_idx = _split_train_val(len(labels), int(self.meta["val_size"]),
-                                                  int(self.meta["seed"]))
-            idx = train_idx if split == "train" else val_idx
-            images, labels = images[idx], labels[idx]
-        return self._dataset(split, images, labels)
+        return _official_splits(self, split, read_cifar10)
 
 
 # -- ImageFolder -------------------------------------------------------------------------
