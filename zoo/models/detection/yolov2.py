@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.engine.errors import UserError
 from zoo.models.detection.backbones import DarknetBackbone, conv_bn_act
 from zoo.models.detection.base import Detector, resize_batch, training_targets
 from zoo.models.detection.boxes import box_iou, cell_of, kmeans_anchors, select_unique, wh_iou
@@ -76,7 +77,8 @@ class YOLOv2(Detector):
         self.backbone = DarknetBackbone(widths)
         self.stride = self.backbone.strides[-1]
         if image_size % self.stride:
-            raise ValueError(f"image_size {image_size} must be a multiple of the stride {self.stride}")
+            raise UserError(f"YOLOv2 image_size {image_size} is not a multiple of its stride "
+                            f"{self.stride}; use e.g. {image_size // self.stride * self.stride or self.stride}")
         self.kmeans = bool(kmeans_anchors)
         self.kmeans_images = int(kmeans_images)
         self.multiscale = list(multiscale) if multiscale else None
