@@ -161,6 +161,10 @@ class Trainer:
             "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "ema": self.ema.state_dict() if self.ema else None,
+            # state a model carries between steps outside its weights (e.g. an RNN language
+            # model's hidden state under truncated BPTT): optional hook, see docs/architecture.md
+            "model_state": (self.model.training_state()
+                            if hasattr(self.model, "training_state") else None),
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "best": {"monitor": self.monitor, "value": self.best_value, "step": self.best_step,
                      "bad_validations": self.bad_validations},
@@ -189,6 +193,8 @@ class Trainer:
             self.scaler.load_state_dict(ckpt["scaler"])
         if self.ema and ckpt.get("ema"):
             self.ema.load_state_dict(ckpt["ema"])
+        if hasattr(self.model, "load_training_state"):
+            self.model.load_training_state(ckpt.get("model_state"))
         self.step, self.epoch, self.batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
         b = ckpt["best"]
         self.monitor, self.best_value, self.best_step = b["monitor"], b["value"], b["step"]

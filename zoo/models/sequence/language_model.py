@@ -59,6 +59,22 @@ class RecurrentLM(TextGenerator, ZooModel):
         self._carry = detach_state(state) if self.carry_state else None
         return {"loss": F.cross_entropy(logits.reshape(-1, self.vocab_size), y.reshape(-1))}
 
+    def training_state(self) -> dict[str, torch.Tensor] | None:
+        """The carried hidden state, saved in ``last.pt`` so that a resumed run continues
+        the streams exactly where it stopped (trainer hook)."""
+        if self._carry is None:
+            return None
+        parts = self._carry if isinstance(self._carry, tuple) else (self._carry,)
+        return {f"carry{i}": p.detach().cpu() for i, p in enumerate(parts)}
+
+    def load_training_state(self, state: dict[str, torch.Tensor] | None) -> None:
+        if not state:
+            self._carry = None
+            return
+        device = next(self.parameters()).device
+        parts = tuple(state[f"carry{i}"].to(device) for i in range(len(state)))
+        self._carry = parts if len(parts) > 1 else parts[0]
+
     @torch.no_grad()
     def predict(self, batch: Any) -> torch.Tensor:
         self._carry = None
