@@ -214,3 +214,26 @@ def test_missing_or_malformed_datasets_raise_data_error(tmp_path):
     ds = VocData(root=str(tmp_path / "voc"), num_classes=3, class_names=NAMES).dataset("val")
     with pytest.raises(DataError, match="img1.jpg"):
         ds[1]
+
+
+@pytest.mark.parametrize("fmt, writer, model", [("coco", write_coco, "yolo"), ("voc", write_voc, "ssd"),
+                                                ("yolo_txt", write_yolo, "yolov1")])
+def test_train_and_evaluate_on_a_dataset_on_disk(train, tmp_path, fmt, writer, model):
+    """One override moves a detector from the synthetic shapes to a dataset on disk;
+    evaluation writes results with the dataset's own category ids."""
+    from zoo.cli import evaluate_main
+
+    root, run = tmp_path / "data", tmp_path / "run"
+    writer(root)
+    names = ["data.class_names=[ant,bee,cow]"] if fmt == "voc" else []  # not the 20 VOC classes
+    assert train(f"model={model}", f"data={fmt}", f"data.root={root}", "data.num_classes=3", *names,
+                 "data.image_size=64", "data.num_workers=0", "data.batch_size=2",
+                 "trainer=debug", "trainer.max_steps=2", "model.score_thresh=0.0",
+                 f"hydra.run.dir={run}") == 0
+    results = tmp_path / "results.json"
+    assert evaluate_main([f"run={run}", "split=val", f"save_predictions={results}"]) == 0
+    metrics = json.loads((run / "eval_val" / "metrics.json").read_text())
+    assert set(metrics["per_class"]) == set(NAMES) and 0 <= metrics["map_50"] <= 1
+    rows = json.loads(results.read_text())
+    expected_ids = set(CAT_IDS) if fmt == "coco" else {1, 2, 3}
+    assert rows and {r["category_id"] for r in rows} <= expected_ids
