@@ -237,3 +237,9 @@ def test_train_and_evaluate_on_a_dataset_on_disk(train, tmp_path, fmt, writer, m
     rows = json.loads(results.read_text())
     expected_ids = set(CAT_IDS) if fmt == "coco" else {1, 2, 3}
     assert rows and {r["category_id"] for r in rows} <= expected_ids
+
+
+def test_voc_class_names_given_as_a_string_is_a_data_error(tmp_path):
+    write_voc(tmp_path / "voc")
+    with pytest.raises(DataError, match="data.class_names must be a list"):
+        VocData(root=str(tmp_path / "voc"), num_classes=3, class_names="ant")

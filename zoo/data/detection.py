@@ -463,6 +463,9 @@ class VocData(_DiskDetectionData):
             raise DataError(f"no Annotations/ folder under {self.root}; data=voc expects "
                             f"data.root at a VOC2007-style folder with JPEGImages/, Annotations/ "
                             f"and ImageSets/Main/train.txt, val.txt")
+        if isinstance(class_names, str):  # data.class_names=ant would be read as a, n, t
+            raise DataError(f"data.class_names must be a list, e.g. 'data.class_names=[{class_names},...]', "
+                            f"got the string '{class_names}'")
         self._check_classes(list(class_names or VOC_CLASSES), str(self.root))
 
     def records(self, split: str) -> list[Record]:
