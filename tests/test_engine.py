@@ -183,6 +183,7 @@ def test_torchrun_two_processes_on_cpu(config_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("run dir:") == 1  # rank 0 alone logs
     assert "processes=2" in proc.stdout
+    assert "done: 30 steps" in proc.stdout  # flushed before the worker leaves via os._exit
     state = ckpt(run)
     assert state["step"] == 30
     # The validation numbers of the 2-process run equal a single-process evaluation of
@@ -195,6 +196,24 @@ def test_torchrun_two_processes_on_cpu(config_dir, tmp_path):
     assert single["num_samples"] == logged["num_samples"] == 359
     assert single["accuracy"] == logged["accuracy"]
     assert single["macro_f1"] == logged["macro_f1"]
+
+
+def test_torchrun_user_error_is_one_line(config_dir, tmp_path):
+    env = {**os.environ, "ZOO_CONFIG_DIR": str(config_dir), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "train.py"), "model=no_such_model", f"hydra.run.dir={tmp_path / 'r'}"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode != 0
+    assert proc.stderr.count("error: unknown model 'no_such_model'") == 1  # rank 0 only
+
+
+def test_fit_restores_signal_handlers(train, tmp_path):
+    import signal
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    assert train(*BASE, f"hydra.run.dir={tmp_path / 'run'}") == 0
+    # a finished trainer must not keep catching Ctrl-C (nor stay alive through the handler)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
 def test_bf16_autocast_on_cpu_and_deterministic_switch(train, tmp_path):

@@ -52,7 +52,7 @@ def _guard(fn: Callable[[], int]) -> int:
     try:
         return fn()
     except UserError as e:
-        if D.rank() == 0:
+        if D.env_rank() == 0:
             print(f"error: {e}", file=sys.stderr, flush=True)
         return e.exit_code
     except KeyboardInterrupt:
@@ -76,7 +76,12 @@ def train_main(argv: list[str] | None = None, config_dir: Path | None = None) ->
         return 0
     if any(a in ("-m", "--multirun") for a in argv):
         return _guard(lambda: _multirun([a for a in argv if a not in ("-m", "--multirun")], cdir))
-    return _guard(lambda: _train(argv, cdir))
+    code = _guard(lambda: _train(argv, cdir))
+    from zoo.engine import distributed as D
+
+    if D.env_world_size() > 1:  # a torchrun worker: leave without interpreter shutdown
+        D.exit_worker(code)
+    return code
 
 
 def _multirun(argv: list[str], cdir: Path) -> int:

@@ -9,8 +9,9 @@ single-process order and metrics do not depend on the number of processes.
 from __future__ import annotations
 
 import os
+import sys
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any, Iterator, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -75,9 +76,30 @@ def all_reduce_flag(flag: bool) -> bool:
     return bool(t.item() > 0)
 
 
+def env_rank() -> int:
+    """This process's rank as torchrun set it (valid before and after the group exists)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def cleanup() -> None:
+    """Destroy the process group (no barrier: a rank that failed must not wait for peers)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_worker(code: int) -> NoReturn:
+    """End a torchrun worker at once, once its files are written and its group destroyed.
+
+    A DDP model keeps the gloo process group alive past ``destroy_process_group`` (its
+    reducer holds it), so gloo's worker threads outlive ``main``. When one of them drops
+    its last finished collective while the interpreter is shutting down, it needs the GIL
+    that no longer exists and the process aborts ("terminate called without an active
+    exception", SIGABRT), and torchrun reports a failed run that had in fact finished.
+    Leaving through ``os._exit`` skips interpreter shutdown, so there is nothing to race.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class EpochSampler(Sampler[int]):

@@ -248,7 +248,8 @@ class Trainer:
         return metrics
 
     # ------------------------------------------------------------------ training
-    def _install_signal_handlers(self) -> None:
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        """SIGINT/SIGTERM ask for a clean stop; returns the handlers they replaced."""
         def handler(signum: int, frame: Any) -> None:
             if self._stop_signal:  # second signal: stop now
                 raise KeyboardInterrupt
@@ -257,15 +258,29 @@ class Trainer:
                 print(f"\nsignal {signum}: finishing the current step, saving checkpoints/last.pt "
                       "(send again to stop at once)", flush=True)
 
+        previous = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
-                signal.signal(sig, handler)
+                previous[sig] = signal.signal(sig, handler)
             except ValueError:  # not in the main thread
                 pass
+        return previous
 
     def fit(self) -> dict[str, Any]:
+        """Train to ``max_steps`` (or a stop), validate, save; returns the final summary.
+
+        The stop-signal handlers live only while fitting: left installed they would keep
+        this trainer (and its process group, under DDP) alive and swallow a later Ctrl-C.
+        """
         self.setup()
-        self._install_signal_handlers()
+        previous = self._install_signal_handlers()
+        try:
+            return self._fit()
+        finally:
+            for sig, h in previous.items():
+                signal.signal(sig, h)
+
+    def _fit(self) -> dict[str, Any]:
         t = self.t
         ckpt_every = int(t.ckpt_every or 0)
         val_every = int(t.val_every or 0)
