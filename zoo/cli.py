@@ -54,6 +54,10 @@ def _guard(fn: Callable[[], int]) -> int:
     except UserError as e:
         if D.env_rank() == 0:
             print(f"error: {e}", file=sys.stderr, flush=True)
+        elif D.env_world_size() > 1:
+            # Every rank meets the same mistake; rank 0 reports it. Give it time to: torchrun
+            # stops all workers as soon as one fails, so this wait ends when rank 0 exits.
+            time.sleep(10)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
