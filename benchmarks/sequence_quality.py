@@ -15,6 +15,9 @@ Experiments (default configs unless stated):
   softmax, on the planted-cluster corpus; neighbour recall (target >= 0.9).
 - ``order``: LSTM classifier versus bag-of-words on the word-order task; test accuracy.
 - ``kvcache``: GPT generation speed with and without the KV cache (tokens per second).
+- ``captioning``: the captioner with the image fed at every step (default) and with
+  Show and Tell's single image input (``model.image_every_step=false``); test exact
+  match (target >= 0.8 for the default).
 - ``bert``: BERT pre-training, then fine-tuning on shuffled-words detection from the
   pre-trained encoder versus from scratch; test accuracy.
 
@@ -114,7 +117,7 @@ def kv_cache_speed(new_tokens: int = 200) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="reversal,lm,word2vec,order,kvcache,bert")
+    ap.add_argument("--only", default="reversal,lm,word2vec,order,kvcache,captioning,bert")
     ap.add_argument("--out-dir", default="outputs/benchmarks/sequence")
     ap.add_argument("--lm-seconds", type=int, default=600, help="time budget of each language model")
     ap.add_argument("--lm-steps", type=int, default=2000, help="schedule length of each language model")
@@ -152,6 +155,12 @@ def main() -> None:
                    "LSTM near 1.0, bag-of-words near chance (0.5)"))
     if "kvcache" in only:
         emit(kv_cache_speed())
+    if "captioning" in only:
+        rows = [train_and_eval("captioning_lstm", out_dir / "caption_every_step", []),
+                train_and_eval("captioning_lstm", out_dir / "caption_paper",
+                               ["model.image_every_step=false"])]
+        emit(table("Captioning shapes scenes (data=shapes_captions, test split)", rows,
+                   ["exact_match", "token_accuracy"], "exact match >= 0.8 (default)"))
     if "bert" in only:
         pre = out_dir / "bert_pretrain"
         rows = [train_and_eval("bert", pre, [], "test")]

@@ -431,21 +431,27 @@ class ShapesCaptionData(DataModule):
     ``(images (B, 3, H, W) in [0, 1], captions (B, T))`` where a caption is ``<bos>`` "a
     large circle and a small star" ``<eos>`` (objects left to right), padded with 0.
 
-    ``describe_sizes`` adds "small"/"large" before each shape. ``vocab_size`` must equal
+    ``min_visible`` is the least fraction of a shape left visible by the image border and
+    the other shapes (a caption must be decidable from the picture). ``describe_sizes``
+    adds "small"/"large" before each shape. ``vocab_size`` must equal
     4 specials + the caption words + the class names (checked; unused words stay in the
     vocabulary so both settings share ids).
     """
 
     def __init__(self, *, num_classes: int = 3, image_size: int = 64, num_train: int = 4000,
                  num_val: int = 300, num_test: int = 300, max_objects: int = 2,
-                 min_size: float = 0.2, max_size: float = 0.6, describe_sizes: bool = False,
-                 seed: int = 0, vocab_size: int | None = None, **kw: Any) -> None:
+                 min_size: float = 0.3, max_size: float = 0.6, min_visible: float = 0.8,
+                 describe_sizes: bool = False, seed: int = 0, vocab_size: int | None = None,
+                 **kw: Any) -> None:
         from zoo.data.shapes import SHAPE_NAMES, ShapesDataset
 
         super().__init__(num_classes=num_classes, image_size=image_size, num_train=num_train,
                          num_val=num_val, num_test=num_test, max_objects=max_objects,
-                         min_size=min_size, max_size=max_size, describe_sizes=describe_sizes,
+                         min_size=min_size, max_size=max_size, min_visible=min_visible,
+                         describe_sizes=describe_sizes,
                          seed=seed, vocab_size=vocab_size, **kw)
+        if not 0 < float(min_visible) <= 1:
+            raise DataError(f"data.min_visible must be in (0, 1], got {min_visible}")
         self.describe_sizes = bool(describe_sizes)
         self.class_names = list(SHAPE_NAMES[:num_classes])
         self.vocab = TaskVocab(list(CAPTION_WORDS) + self.class_names, words=True)
@@ -455,7 +461,8 @@ class ShapesCaptionData(DataModule):
         self.image_size = int(image_size)
         self.lengths = {"train": num_train, "val": num_val, "test": num_test}
         self.render = {"image_size": image_size, "classes": self.class_names, "max_objects": max_objects,
-                           "min_size": min_size, "max_size": max_size, "empty_prob": 0.0}
+                           "min_size": min_size, "max_size": max_size, "min_visible": min_visible,
+                           "empty_prob": 0.0}
         self.seed = int(seed)
         self._scenes = ShapesDataset
         self.collate_fn = self._collate
