@@ -116,3 +116,22 @@ def test_captions_describe_objects_left_to_right():
     assert images.shape == (4, 3, 64, 64) and (captions[:, 0] == BOS).all()
     with pytest.raises(DataError, match="vocab_size=11"):
         ShapesCaptionData(vocab_size=12)
+
+
+def test_caption_training_images_flip_upside_down_only():
+    from zoo.data.seq_tasks import ShapesCaptionData
+
+    data = ShapesCaptionData(num_train=2, num_val=2, num_test=2, vocab_size=11, vflip=0.5)
+    train, val = data.dataset("train"), data.dataset("val")
+    torch.manual_seed(0)
+    seen = [train[0] for _ in range(20)]
+    upright = seen[0][0] if not torch.equal(seen[0][0], seen[1][0].flip(-2)) else seen[1][0]
+    flipped = [torch.equal(im, upright.flip(-2)) for im, _ in seen]
+    assert all(f or torch.equal(im, upright) for f, (im, _) in zip(flipped, seen))
+    assert 0 < sum(flipped) < 20                      # both orientations occur
+    assert all(torch.equal(c, seen[0][1]) for _, c in seen)   # the caption never changes
+    assert all(torch.equal(val[0][0], val[0][0]) for _ in range(5))  # evaluation is not augmented
+    with pytest.raises(DataError, match="vflip"):
+        ShapesCaptionData(vocab_size=11, vflip=2)
+    with pytest.raises(DataError, match="min_visible"):
+        ShapesCaptionData(vocab_size=11, min_visible=0)

@@ -412,9 +412,9 @@ def describe_scene(boxes: torch.Tensor, labels: torch.Tensor, class_names: Seque
 
 class _Captions(Dataset):
     def __init__(self, scenes: Dataset, vocab: TaskVocab, class_names: Sequence[str], size: int,
-                 sizes: bool) -> None:
+                 sizes: bool, vflip: float = 0.0) -> None:
         self.scenes, self.vocab, self.class_names, self.size = scenes, vocab, class_names, size
-        self.sizes = sizes
+        self.sizes, self.vflip = sizes, vflip
 
     def __len__(self) -> int:
         return len(self.scenes)
@@ -423,6 +423,8 @@ class _Captions(Dataset):
         image, target = self.scenes[i]
         text = describe_scene(target["boxes"], target["labels"], self.class_names, self.size,
                               self.sizes)
+        if self.vflip and torch.rand(()) < self.vflip:  # the trainer seeds this generator
+            image = image.flip(-2)
         return image, torch.tensor([BOS] + self.vocab.encode(text) + [EOS], dtype=torch.int64)
 
 
@@ -433,7 +435,8 @@ class ShapesCaptionData(DataModule):
 
     ``min_visible`` is the least fraction of a shape left visible by the image border and
     the other shapes (a caption must be decidable from the picture). ``describe_sizes``
-    adds "small"/"large" before each shape. ``vocab_size`` must equal
+    adds "small"/"large" before each shape. ``vflip`` is the probability of flipping a
+    training image upside down (the caption is unchanged). ``vocab_size`` must equal
     4 specials + the caption words + the class names (checked; unused words stay in the
     vocabulary so both settings share ids).
     """
@@ -441,18 +444,20 @@ class ShapesCaptionData(DataModule):
     def __init__(self, *, num_classes: int = 3, image_size: int = 64, num_train: int = 4000,
                  num_val: int = 300, num_test: int = 300, max_objects: int = 2,
                  min_size: float = 0.3, max_size: float = 0.6, min_visible: float = 0.8,
-                 describe_sizes: bool = False, seed: int = 0, vocab_size: int | None = None,
-                 **kw: Any) -> None:
+                 describe_sizes: bool = False, vflip: float = 0.5, seed: int = 0,
+                 vocab_size: int | None = None, **kw: Any) -> None:
         from zoo.data.shapes import SHAPE_NAMES, ShapesDataset
 
         super().__init__(num_classes=num_classes, image_size=image_size, num_train=num_train,
                          num_val=num_val, num_test=num_test, max_objects=max_objects,
                          min_size=min_size, max_size=max_size, min_visible=min_visible,
-                         describe_sizes=describe_sizes,
+                         describe_sizes=describe_sizes, vflip=vflip,
                          seed=seed, vocab_size=vocab_size, **kw)
         if not 0 < float(min_visible) <= 1:
             raise DataError(f"data.min_visible must be in (0, 1], got {min_visible}")
-        self.describe_sizes = bool(describe_sizes)
+        if not 0 <= float(vflip) <= 1:
+            raise DataError(f"data.vflip is a probability in [0, 1], got {vflip}")
+        self.describe_sizes, self.vflip = bool(describe_sizes), float(vflip)
         self.class_names = list(SHAPE_NAMES[:num_classes])
         self.vocab = TaskVocab(list(CAPTION_WORDS) + self.class_names, words=True)
         if vocab_size is not None and int(vocab_size) != len(self.vocab):
@@ -469,10 +474,11 @@ class ShapesCaptionData(DataModule):
         self.meta.update(vocab=self.vocab.itos, class_names=self.class_names)
 
     def build(self, split: str) -> Dataset:
-        # no flips: "left of" is part of the caption
+        # vertical flips only: they keep each shape's name and the left-to-right order
         scenes = self._scenes(self.lengths[split], split=split, seed=self.seed, cache=True,
                               **self.render)
-        return _Captions(scenes, self.vocab, self.class_names, self.image_size, self.describe_sizes)
+        return _Captions(scenes, self.vocab, self.class_names, self.image_size, self.describe_sizes,
+                         self.vflip if split == "train" else 0.0)
 
     @staticmethod
     def _collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
