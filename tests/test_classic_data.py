@@ -12,7 +12,7 @@ import torch
 from zoo.data.digits import DigitsData
 from zoo.data.tabular import MoonsData, RegressionData, XORData
 from zoo.data.vision import CIFAR10Data, ImageFolderData, MNISTData, read_idx
-from zoo.engine.errors import DataError
+from zoo.errors import DataError
 
 # -- digits --------------------------------------------------------------------------------
 

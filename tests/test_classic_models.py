@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from zoo.data.digits import DigitsData
 from zoo.data.tabular import MoonsData, RegressionData, XORData
-from zoo.engine.errors import UserError
+from zoo.errors import UserError
 from zoo.models.classification.alexnet import AlexNet
 from zoo.models.classification.base import prediction_grid
 from zoo.models.classification.lenet import LeNet5

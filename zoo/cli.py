@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from zoo.engine.errors import UserError
+from zoo.errors import UserError
 
 USAGE_TRAIN = """\
 usage: python train.py [key=value ...]

@@ -16,7 +16,7 @@ from PIL import Image
 
 from zoo.data.detection import (CocoData, DetectionTransform, VocData, YoloTxtData,
                                 build_detection_transforms, collate_detection)
-from zoo.engine.errors import DataError
+from zoo.errors import DataError
 
 NAMES = ["ant", "bee", "cow"]
 CAT_IDS = [3, 7, 12]  # non-contiguous, as in COCO

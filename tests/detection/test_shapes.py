@@ -11,7 +11,7 @@ import torch
 
 from zoo.data.detection import CocoData
 from zoo.data.shapes import ShapesData, export_coco, main
-from zoo.engine.errors import DataError
+from zoo.errors import DataError
 
 
 @pytest.fixture(scope="module")

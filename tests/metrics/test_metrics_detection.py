@@ -10,7 +10,7 @@ import pytest
 import torch
 from coco_synth import pycocotools_eval, random_detection_set, reference_inputs
 
-from zoo.engine.errors import DataError
+from zoo.errors import DataError
 from zoo.metrics.detection import DetectionEvaluator, coco_evaluate, voc_ap, voc_evaluate
 
 COCO_KEYS = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large",

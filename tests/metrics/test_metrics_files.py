@@ -11,7 +11,7 @@ import torch
 from coco_synth import pycocotools_eval, random_detection_set, reference_inputs
 from PIL import Image
 
-from zoo.engine.errors import UserError
+from zoo.errors import UserError
 from zoo.metrics.detection import DetectionEvaluator, write_coco_results
 from zoo.metrics.files import evaluate_files
 from zoo.metrics.segmentation import SegmentationEvaluator

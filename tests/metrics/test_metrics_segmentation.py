@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from zoo.engine.errors import DataError
+from zoo.errors import DataError
 from zoo.metrics.segmentation import SegmentationEvaluator, dice_loss, soft_dice
 
 

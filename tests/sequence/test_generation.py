@@ -7,7 +7,7 @@ import torch
 
 from zoo.data.seq_tasks import SeqTaskData
 from zoo.data.text import TextData
-from zoo.engine.errors import UserError
+from zoo.errors import UserError
 from zoo.models.sequence.decoding import beam_search, greedy_decode
 from zoo.models.sequence.generation import sample_next
 from zoo.models.sequence.language_model import RecurrentLM

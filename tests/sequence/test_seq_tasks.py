@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from zoo.data.seq_tasks import BOS, EOS, PAD, PlantedClusterData, SeqTaskData
-from zoo.engine.errors import DataError
+from zoo.errors import DataError
 
 
 def _task(task, **kw):

@@ -20,7 +20,7 @@ from zoo.data.text import (
     mask_tokens,
     tokenizer_from_spec,
 )
-from zoo.engine.errors import DataError, UserError
+from zoo.errors import DataError, UserError
 
 TEXT = "def f(x):\n    return x * 2  # doubles x\n" * 20 + "naïve café — ünïcode\n"
 

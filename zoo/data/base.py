@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from torch.utils.data import Dataset
 
-from zoo.engine.errors import DataError, choices
+from zoo.errors import DataError, choices
 
 
 class DataModule:

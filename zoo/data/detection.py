@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.base import DataModule
-from zoo.engine.errors import DataError, choices
+from zoo.errors import DataError, choices
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VOC_CLASSES: tuple[str, ...] = (

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.vision import ImageClassificationData
-from zoo.engine.errors import DataError
+from zoo.errors import DataError
 
 
 def stratified_split(labels: torch.Tensor, fractions: tuple[float, float, float],

@@ -37,7 +37,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.base import DataModule
-from zoo.engine.errors import DataError, UserError, choices
+from zoo.errors import DataError, UserError, choices
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 TASK_SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")

@@ -36,7 +36,7 @@ from torch.utils.data import Dataset
 
 from zoo.data.base import DataModule
 from zoo.data.detection import build_detection_transforms, collate_detection
-from zoo.engine.errors import DataError, choices
+from zoo.errors import DataError, choices
 
 SHAPE_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "ring", "diamond")
 _SPLIT_IDS = {"train": 0, "val": 1, "test": 2}

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from zoo.data.base import DataModule
-from zoo.engine.errors import DataError
+from zoo.errors import DataError
 
 
 class SyntheticTabularData(DataModule):

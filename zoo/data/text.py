@@ -35,7 +35,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.base import DataModule
-from zoo.engine.errors import DataError, UserError, choices
+from zoo.errors import DataError, UserError, choices
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
 SPECIALS: tuple[str, ...] = ("<pad>", "<unk>", "<cls>", "<sep>", "<mask>")

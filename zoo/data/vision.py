@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from zoo.data.base import DataModule
 from zoo.data.transforms import random_hflip, random_shift, resize, to_float_image
-from zoo.engine.errors import DataError
+from zoo.errors import DataError
 
 
 class ImageTensorDataset(Dataset):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoo.engine.errors import CheckpointError
+from zoo.errors import CheckpointError
 
 FORMAT_VERSION = 1
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from zoo.engine.errors import UserError, choices
+from zoo.errors import UserError, choices
 
 # Targets a config may name. A config is code: one read from a run directory must not
 # be able to call arbitrary functions.

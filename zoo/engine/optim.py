@@ -9,7 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.engine.config import locate
-from zoo.engine.errors import UserError, choices
+from zoo.errors import UserError, choices
 
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from zoo.engine import checkpoint as C
 from zoo.engine.config import check_targets
-from zoo.engine.errors import UserError
+from zoo.errors import UserError
 
 
 def run_dir_of(run: str | None, ckpt: str | None) -> Path:

@@ -23,7 +23,7 @@ from zoo.engine import checkpoint as C
 from zoo.engine import distributed as D
 from zoo.engine.config import build
 from zoo.engine.ema import ModelEMA
-from zoo.engine.errors import UserError
+from zoo.errors import UserError
 from zoo.engine.evaluation import eval_loader, evaluate
 from zoo.engine.logging import RunLogger
 from zoo.engine.optim import build_optimizers, build_schedulers, current_lr

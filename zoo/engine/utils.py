@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoo.engine.errors import UserError
+from zoo.errors import UserError
 
 
 def select_device(name: str | None = "auto") -> torch.device:

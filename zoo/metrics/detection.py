@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoo.engine.errors import DataError
+from zoo.errors import DataError
 from zoo.metrics.base import Evaluator
 
 PROTOCOLS = ("coco", "voc07", "voc12")

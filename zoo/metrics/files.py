@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoo.engine.errors import UserError, choices
+from zoo.errors import UserError, choices
 
 TASKS = ("detection", "segmentation")
 DETECTION_KEYS = {"task", "gt", "predictions", "iou_type", "protocol", "output", "sigmas", "backend"}
@@ -320,7 +320,7 @@ def _read_labels(path: Path) -> np.ndarray:
 
 
 def _segmentation(options: dict[str, str]) -> tuple[dict[str, Any], Any]:
-    from zoo.engine.errors import DataError
+    from zoo.errors import DataError
     from zoo.metrics.segmentation import SegmentationEvaluator
 
     try:

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from zoo.engine.errors import DataError
+from zoo.errors import DataError
 from zoo.metrics.base import Evaluator
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.engine.errors import UserError
+from zoo.errors import UserError
 from zoo.metrics.classification import ClassificationEvaluator, batch_labels
 from zoo.models.base import ZooModel
 from zoo.models.classification.spp import SpatialPyramidPooling

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from zoo.engine.errors import UserError, choices
+from zoo.errors import UserError, choices
 from zoo.models.classification.base import ConvClassifier, make_pool
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}

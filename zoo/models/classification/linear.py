@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.engine.errors import UserError, choices
+from zoo.errors import UserError, choices
 from zoo.metrics.classification import batch_labels
 from zoo.metrics.regression import RegressionEvaluator
 from zoo.models.base import ZooModel

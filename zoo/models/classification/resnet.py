@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torchvision
 from torch import nn
 
-from zoo.engine.errors import UserError, choices
+from zoo.errors import UserError, choices
 from zoo.models.classification.base import ConvClassifier, make_pool, replace_conv
 
 BUILDERS = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34,

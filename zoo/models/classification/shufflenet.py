@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torchvision
 from torch import nn
 
-from zoo.engine.errors import UserError, choices
+from zoo.errors import UserError, choices
 from zoo.models.classification.base import ConvClassifier, make_pool, replace_conv
 
 BUILDERS = {0.5: torchvision.models.shufflenet_v2_x0_5, 1.0: torchvision.models.shufflenet_v2_x1_0,

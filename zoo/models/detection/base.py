@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from zoo.engine.errors import UserError, choices
+from zoo.errors import UserError, choices
 from zoo.models.base import ZooModel
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")

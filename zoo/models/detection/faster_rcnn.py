@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from zoo.engine.errors import UserError, choices
+from zoo.errors import UserError, choices
 from zoo.models.detection.backbones import DarknetBackbone
 from zoo.models.detection.base import Detector, training_targets
 

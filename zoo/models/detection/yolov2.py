@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.engine.errors import UserError
+from zoo.errors import UserError
 from zoo.models.detection.backbones import DarknetBackbone, conv_bn_act
 from zoo.models.detection.base import Detector, resize_batch, training_targets
 from zoo.models.detection.boxes import box_iou, cell_of, kmeans_anchors, select_unique, wh_iou

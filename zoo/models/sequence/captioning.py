@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.engine.errors import UserError
+from zoo.errors import UserError
 from zoo.metrics.language import ExactMatchEvaluator
 from zoo.models.base import ZooModel
 from zoo.models.sequence.decoding import greedy_decode

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from zoo.engine.errors import UserError
+from zoo.errors import UserError
 from zoo.models.sequence.generation import parse_options, text_option
 
 StepFn = Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]

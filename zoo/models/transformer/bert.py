@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.engine.errors import UserError
+from zoo.errors import UserError
 from zoo.metrics.classification import ClassificationEvaluator
 from zoo.metrics.language import MaskedLMEvaluator
 from zoo.models.base import ZooModel
