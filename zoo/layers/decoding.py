@@ -76,10 +76,9 @@ def beam_search(step: StepFn, state: Any, reorder: ReorderFn, bos_id: int, eos_i
 
     Keeps the ``beam_size`` best partial outputs by total log-probability; a finished
     hypothesis is scored by log p / lp(len), so longer outputs are not penalised merely
-    for having more factors. The live beams are the best ``beam_size`` candidates that
-    do not end; a candidate ending in ``<eos>`` finishes only when it ranks within the
-    first ``beam_size``. So with ``beam_size=1`` and ``length_penalty=0`` the search is
-    greedy decoding exactly.
+    for having more factors. Candidates are read best first until ``beam_size`` live ones
+    are kept; the endings read on the way finish. So with ``beam_size=1`` and
+    ``length_penalty=0`` the search is greedy decoding exactly.
     """
     state = reorder(state, torch.zeros(1, dtype=torch.int64, device=device))
     tokens = torch.full((1, 1), bos_id, dtype=torch.int64, device=device)
@@ -92,13 +91,10 @@ def beam_search(step: StepFn, state: Any, reorder: ReorderFn, bos_id: int, eos_i
         top, idx = total.topk(min(2 * beam_size, total.numel()))
         beam_idx, tok = idx // V, idx % V
         keep_rows, keep_tok, keep_scores = [], [], []
-        for rank, (s, b, k) in enumerate(zip(top.tolist(), beam_idx.tolist(), tok.tolist())):
+        for s, b, k in zip(top.tolist(), beam_idx.tolist(), tok.tolist()):
             if k == eos_id:
-                # an ending ranked below the beam width would not have been kept as a
-                # beam either: only the top ``beam_size`` candidates may finish
-                if rank < beam_size:
-                    seq = torch.cat([tokens[b, 1:], tokens.new_tensor([eos_id])])
-                    finished.append((s / _length_penalty(len(seq), length_penalty), seq))
+                seq = torch.cat([tokens[b, 1:], tokens.new_tensor([eos_id])])
+                finished.append((s / _length_penalty(len(seq), length_penalty), seq))
             else:
                 keep_rows.append(b)
                 keep_tok.append(k)
