@@ -89,7 +89,6 @@ class TaskVocab:
 
 # ----------------------------------------------------------------------------- generators
 DIGITS = "0123456789"
-LETTERS = "abcdefghijklmnopqrstuvwxyz"
 DATE_FORMATS = (
     "{d} {Month} {Y}", "{Month} {d}, {Y}", "{Mon} {d} {Y}", "{d} {mon} {Y}", "{dd}.{mm}.{Y}",
     "{d}.{m}.{Y}", "{Weekday}, {Month} {d}, {Y}", "{Wkd} {d} {Mon} {Y}", "{month} {d} {Y}",
