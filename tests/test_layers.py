@@ -61,3 +61,36 @@ def test_layer_example_shapes_and_gradients(cls):
         assert torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, f"zero gradient at {name}"
     for a in float_inputs:
         assert a.grad is not None and a.grad.abs().sum() > 0
+
+
+OLD_PATHS = {  # names that configs and older run directories' config.yaml use
+    "zoo.data.text.TextData": "zoo.data.corpora.TextData",
+    "zoo.data.text.BertPretrainData": "zoo.data.bert.BertPretrainData",
+    "zoo.data.text.ShuffledWordsData": "zoo.data.bert.ShuffledWordsData",
+    "zoo.data.text.tokenizer_from_spec": "zoo.data.tokenizers.tokenizer_from_spec",
+    "zoo.data.seq_tasks.PlantedClusterData": "zoo.data.word2vec.PlantedClusterData",
+    "zoo.data.seq_tasks.ShapesCaptionData": "zoo.data.captions.ShapesCaptionData",
+    "zoo.data.seq_tasks.describe_scene": "zoo.data.captions.describe_scene",
+    "zoo.models.classification.linear.LinearRegression": "zoo.models.regression.linear.LinearRegression",
+    "zoo.models.classification.spp.SpatialPyramidPooling": "zoo.layers.pooling.SpatialPyramidPooling",
+    "zoo.models.transformer.layers.TransformerBlock": "zoo.layers.attention.TransformerBlock",
+    "zoo.models.sequence.recurrent.make_recurrent": "zoo.layers.recurrent.make_recurrent",
+    "zoo.models.sequence.decoding.beam_search": "zoo.layers.decoding.beam_search",
+    "zoo.models.sequence.generation.sample_next": "zoo.layers.decoding.sample_next",
+    "zoo.models.sequence.generation.TokenizerSlot": "zoo.data.tokenizers.TokenizerSlot",
+}
+
+
+@pytest.mark.parametrize("old", sorted(OLD_PATHS))
+def test_moved_names_resolve_from_their_old_paths(old):
+    from zoo.engine.config import locate
+
+    assert locate(old) is locate(OLD_PATHS[old])
+
+
+def test_unknown_name_of_a_split_module_is_an_attribute_error():
+    import zoo.data.seq_tasks
+
+    with pytest.raises(AttributeError):
+        zoo.data.seq_tasks.NoSuchThing  # noqa: B018
+
