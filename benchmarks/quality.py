@@ -72,8 +72,9 @@ def train_and_eval(exp: Experiment, runs: Path, extra: list[str], timeout: float
     overrides = [o.format(runs=runs) for o in exp.overrides]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("OMP_NUM_THREADS", "1")
-    row: Row = {"model": exp.model, "overrides": " ".join(overrides), "run": run,
-                "split": exp.split}
+    # shown as written (a run path would make every row's key new)
+    row: Row = {"model": exp.model, "overrides": " ".join(exp.overrides).replace("{runs}", "RUNS"),
+                "run": run, "split": exp.split}
     t0 = time.perf_counter()
     try:
         proc = subprocess.run([sys.executable, str(ROOT / "train.py"), f"model={exp.model}",
