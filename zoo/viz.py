@@ -1,4 +1,5 @@
-"""Pictures of predictions: labelled boxes, mask overlays, image grids, PR curves, PNG files.
+"""Pictures of predictions: labelled boxes, mask overlays, image grids, and the one PNG
+writer (metric plots are drawn by :mod:`zoo.metrics.plots`).
 
 Images are (3, H, W) float tensors in [0, 1] in and out, the form ``log_images``
 returns and TensorBoard expects; drawing goes through torchvision's uint8 utilities.
@@ -7,8 +8,8 @@ returns and TensorBoard expects; drawing goes through torchvision's uint8 utilit
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 
@@ -106,31 +107,4 @@ def save_png(image: torch.Tensor, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_png(to_uint8(image), str(path))
-    return path
-
-
-def plot_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | Path,
-                *, xlabel: str = "recall", ylabel: str = "precision", title: str = "") -> Path:
-    """Plot named (x, y) curves (e.g. per-class precision-recall) into one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
-    for name, (x, y) in curves.items():
-        ax.plot(list(x), list(y), label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    if title:
-        ax.set_title(title)
-    if curves:
-        ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
     return path

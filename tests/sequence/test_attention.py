@@ -1,5 +1,6 @@
-"""Written-out attention equals PyTorch's SDPA; causal models never look ahead; the KV
-cache changes nothing but the work done."""
+"""Written-out attention equals PyTorch's SDPA (fully masked rows included), the block
+equals torch's TransformerEncoderLayer; causal models never look ahead; the KV cache
+changes nothing but the work done."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zoo.models.transformer.gpt import GPT
-from zoo.models.transformer.layers import (
+from torch import nn
+
+from zoo.layers.attention import (
+    FeedForward,
     MultiHeadAttention,
     SinusoidalPositions,
+    TransformerBlock,
     attention,
     causal_mask,
 )
+from zoo.models.transformer.gpt import GPT
 from zoo.models.transformer.transformer import Transformer
 
 
@@ -28,6 +33,87 @@ def test_attention_equals_sdpa():
     pad[..., 0] = True  # at least one key per row
     torch.testing.assert_close(attention(q, k, v, pad),
                                F.scaled_dot_product_attention(q, k, v, attn_mask=pad))
+
+
+def test_fully_masked_row_gives_zeros_as_sdpa_does():
+    torch.manual_seed(0)
+    q = torch.randn(2, 3, 4, 8, dtype=torch.float64, requires_grad=True)
+    k, v = (torch.randn(2, 3, 6, 8, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    mask = torch.rand(2, 3, 4, 6) > 0.4
+    mask[..., 0] = True
+    mask[0, 1, 2] = False          # one query of one head sees no key at all
+    mask[1, :, 0] = False          # the first query of the second sample, every head
+    ours = attention(q, k, v, mask)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(ours, ref)
+    assert (ours[0, 1, 2] == 0).all() and (ours[1, :, 0] == 0).all()
+    # gradients are finite and equal torch's: an empty row passes no gradient
+    g = torch.randn_like(ours)
+    grads = torch.autograd.grad(ours, (q, k, v), g)
+    ref_grads = torch.autograd.grad(ref, (q, k, v), g)
+    for a, b in zip(grads, ref_grads):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b)
+    assert (grads[0][0, 1, 2] == 0).all()
+
+
+def test_all_padding_sequence_gives_finite_outputs():
+    # a batch row that is all padding (mask (B, 1, 1, T) all False) stays finite
+    mha = MultiHeadAttention(8, 2).double()
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    keep = torch.ones(2, 1, 1, 5, dtype=torch.bool)
+    keep[1] = False
+    out = mha(x, mask=keep)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[1], mha.out_proj.bias.expand(5, 8))  # zero attention
+
+
+@pytest.mark.parametrize("norm_first,activation", [(False, "relu"), (True, "gelu")])
+def test_block_equals_torch_encoder_layer(norm_first, activation):
+    torch.manual_seed(0)
+    ours = TransformerBlock(16, 4, 32, dropout=0.0, norm_first=norm_first,
+                            activation=activation).double().eval()
+    ref = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, activation=activation,
+                                     batch_first=True, norm_first=norm_first).double().eval()
+    a = ours.self_attn
+    with torch.no_grad():
+        ref.self_attn.in_proj_weight.copy_(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]))
+        ref.self_attn.in_proj_bias.copy_(torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]))
+        ref.self_attn.out_proj.load_state_dict(a.out_proj.state_dict())
+        ref.linear1.load_state_dict(ours.ff.net[0].state_dict())
+        ref.linear2.load_state_dict(ours.ff.net[3].state_dict())
+        ref.norm1.load_state_dict(ours.norm1.state_dict())
+        ref.norm2.load_state_dict(ours.norm3.state_dict())
+    x = torch.randn(2, 7, 16, dtype=torch.float64)
+    mask = causal_mask(7, 7)
+    # torch's boolean src_mask marks what may NOT be attended
+    torch.testing.assert_close(ours(x, mask=mask), ref(x, src_mask=~mask))
+
+
+def test_block_uses_injected_attention_and_feed_forward():
+    calls = []
+
+    class Mean(nn.Module):  # "attention" that averages over time
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(()))
+
+        def forward(self, x, mask=None, cache=None):
+            calls.append("attn")
+            return self.scale * x.mean(1, keepdim=True).expand_as(x)
+
+    ffn = FeedForward(8, 12)
+    block = TransformerBlock(8, attn=Mean(), ffn=ffn, norm=nn.RMSNorm, norm_first=True)
+    assert block.ff is ffn and isinstance(block.norm1, nn.RMSNorm)
+    assert "self_attn.scale" in block.state_dict()
+    x = torch.randn(2, 4, 8)
+    y = block(x)
+    assert calls == ["attn"]
+    expected = x + block.self_attn(block.norm1(x))
+    expected = expected + ffn(block.norm3(expected))
+    torch.testing.assert_close(y, expected)
+    with pytest.raises(ValueError, match="num_heads"):
+        TransformerBlock(8, ff_dim=16)
 
 
 def test_causal_mask_with_cached_prefix():

@@ -8,8 +8,7 @@ import torch
 from zoo.data.seq_tasks import SeqTaskData
 from zoo.data.text import TextData
 from zoo.errors import UserError
-from zoo.models.sequence.decoding import beam_search, greedy_decode
-from zoo.models.sequence.generation import sample_next
+from zoo.layers.decoding import beam_search, greedy_decode, sample_next
 from zoo.models.sequence.language_model import RecurrentLM
 from zoo.models.sequence.seq2seq import Seq2SeqLSTM
 from zoo.models.transformer.gpt import GPT
@@ -58,16 +57,80 @@ def test_beam_search_finds_the_best_sequence_greedy_misses():
     assert max(scores, key=scores.get) == (4,)
 
 
+def _reference_greedy_table(table, bos, eos, max_len):
+    """Greedy decoding of a last-token table written out without zoo.layers.decoding."""
+    out, prev = [], bos
+    for _ in range(max_len):
+        prev = int(table[prev].argmax())
+        out.append(prev)
+        if prev == eos:
+            break
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_beam_of_one_equals_greedy_on_random_tables(seed):
+    # random next-token tables put <eos> at every rank: first (greedy stops), second
+    # (a width-1 beam must not finish there), or low (decoding runs to max_len)
+    g = torch.Generator().manual_seed(seed)
+    V, eos = 6, 2
+    table = (torch.randn(V, V, generator=g) * 2).log_softmax(-1)
+    table[:, eos] += float(torch.randn((), generator=g))   # more or fewer endings per seed
+    best = beam_search(_toy_step(table), torch.zeros(1), lambda s, i: s, 1, eos, 0, 8,
+                       beam_size=1, device=torch.device("cpu"), length_penalty=0.0)
+    assert best.tolist() == _reference_greedy_table(table, 1, eos, 8)
+
+
+def _reference_greedy_model(model, src):
+    """Greedy decoding written independently of zoo.layers.decoding and of the models'
+    incremental ``_step``: re-run the teacher-forced decoder over the whole prefix and
+    take the argmax of its last position."""
+    rows = []
+    for i in range(src.shape[0]):
+        s = src[i: i + 1]
+        tokens = torch.tensor([[model.bos_id]])
+        for _ in range(model.max_len):
+            logits = model(s, tokens) if isinstance(model, Transformer) else \
+                model.decode(tokens, model.encode(s))[0]
+            nxt = int(logits[0, -1].argmax())
+            tokens = torch.cat([tokens, torch.tensor([[nxt]])], dim=1)
+            if nxt == model.eos_id:
+                break
+        rows.append(tokens[0, 1:].tolist())
+    return rows
+
+
 @pytest.mark.parametrize("cls", [Seq2SeqLSTM, Transformer])
 def test_beam_of_one_equals_greedy(cls):
+    # a few steps on the reversal task, so outputs vary and end at different lengths
+    # (max_len 6 cuts the longer reversals before their <eos>)
     torch.manual_seed(0)
-    model = cls(vocab_size=14, max_len=6).eval()
-    src = torch.randint(3, 14, (3, 5))
-    greedy = model.translate(src, beam_size=1)
-    beam = model.translate(src, beam_size=1)
-    assert torch.equal(greedy, beam)
+    data = SeqTaskData(task="reverse", train_size=1024, val_size=8, test_size=8, max_len=8)
+    model = cls(vocab_size=14, max_len=6)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    loader = torch.utils.data.DataLoader(data.dataset("train"), batch_size=64, shuffle=True,
+                                         collate_fn=data.collate_fn)
+    for _epoch in range(2):
+        for batch in loader:
+            opt.zero_grad()
+            model.training_step(batch)["loss"].backward()
+            opt.step()
+    model.eval()
+    src = data.collate_fn([data.dataset("val")[i] for i in range(8)])[0]
+    expected = _reference_greedy_model(model, src)
+    assert any(model.eos_id in r for r in expected) and any(model.eos_id not in r for r in expected)
+    with torch.no_grad():
+        for i, want in enumerate(expected):
+            state = model._reorder(model.encode(src), torch.tensor([i]))
+            beam = beam_search(model._step, state, model._reorder, model.bos_id, model.eos_id,
+                               model.pad_id, model.max_len, beam_size=1,
+                               device=torch.device("cpu"), length_penalty=0.0)
+            assert beam.tolist() == want
+        greedy = model.translate(src, beam_size=1)        # the batched greedy path
+    for row, want in zip(greedy.tolist(), expected):
+        assert row[: len(want)] == want and set(row[len(want):]) <= {model.pad_id}
     wide = model.translate(src, beam_size=3)
-    assert wide.shape[0] == 3
+    assert wide.shape[0] == 8
 
 
 def test_tokenizer_travels_in_the_state_dict(tmp_path):

@@ -1,4 +1,4 @@
-"""The explicit RNN/LSTM cells equal PyTorch's, and packed batches equal one-by-one runs."""
+"""The explicit RNN/LSTM/GRU cells equal PyTorch's, and packed batches equal one-by-one runs."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from zoo.models.sequence.classifier import RecurrentClassifier
 from zoo.models.sequence.language_model import RecurrentLM
-from zoo.models.sequence.recurrent import RecurrentStack, lstm_cell, make_recurrent
+from zoo.layers.recurrent import RecurrentStack, gru_cell, lstm_cell, make_recurrent
 
 
-@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "rnn", "gru"])
 def test_explicit_stack_equals_torch(cell):
     torch.manual_seed(0)
     ref = make_recurrent(cell, 5, 8, num_layers=2)
@@ -39,6 +39,28 @@ def test_lstm_cell_gates_equal_nn_lstmcell():
     h1, c1 = lstm_cell(x, h, c, ref.weight_ih, ref.weight_hh, ref.bias_ih, ref.bias_hh)
     torch.testing.assert_close(h1, h_ref, rtol=0, atol=1e-12)
     torch.testing.assert_close(c1, c_ref, rtol=0, atol=1e-12)
+
+
+def test_gru_cell_gates_equal_nn_grucell():
+    torch.manual_seed(1)
+    ref = nn.GRUCell(4, 6).double()
+    x, h = torch.randn(2, 4).double(), torch.randn(2, 6).double()
+    torch.testing.assert_close(gru_cell(x, h, ref.weight_ih, ref.weight_hh, ref.bias_ih, ref.bias_hh),
+                               ref(x, h), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_explicit_stack_on_packed_input_equals_torch_for_each_cell(cell):
+    torch.manual_seed(3)
+    ref = make_recurrent(cell, 3, 5, 2).double()
+    ours = make_recurrent(cell, 3, 5, 2, impl="explicit").double()
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 6, 3, dtype=torch.float64)
+    packed = pack_padded_sequence(x, torch.tensor([6, 2, 4]), batch_first=True, enforce_sorted=False)
+    (out_ref, s_ref), (out, s) = ref(packed), ours(packed)
+    torch.testing.assert_close(out.data, out_ref.data, rtol=0, atol=1e-12)
+    for a, b in zip(s if cell == "lstm" else [s], s_ref if cell == "lstm" else [s_ref]):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 
 def test_forget_gate_closed_and_input_gate_open_overwrites_the_cell():

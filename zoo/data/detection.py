@@ -30,9 +30,9 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.base import DataModule
+from zoo.data.images import IMAGE_SUFFIXES
 from zoo.errors import DataError, choices
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",

@@ -20,9 +20,10 @@ Sequence classification tasks (batches ``(tokens, labels)``: tokens (B, S) padde
 Per-step tagging (``running_parity``): a bit string -> the parity of the prefix at every
 step; batches ``(tokens, tags)`` with tags (B, S) padded with -100.
 
-And the planted-cluster corpus for word2vec (``PlantedClusterData``): sentences whose
-content words come from one hidden cluster each, so words of one cluster share their
-contexts and should end up each other's nearest neighbours.
+The word2vec corpus lives in :mod:`zoo.data.word2vec` and the captioning data in
+:mod:`zoo.data.captions`; their names stay importable from here, because configs and
+older run directories name ``zoo.data.seq_tasks.PlantedClusterData`` and
+``ShapesCaptionData``.
 """
 
 from __future__ import annotations
@@ -88,7 +89,6 @@ class TaskVocab:
 
 # ----------------------------------------------------------------------------- generators
 DIGITS = "0123456789"
-LETTERS = "abcdefghijklmnopqrstuvwxyz"
 DATE_FORMATS = (
     "{d} {Month} {Y}", "{Month} {d}, {Y}", "{Mon} {d} {Y}", "{d} {mon} {Y}", "{dd}.{mm}.{Y}",
     "{d}.{m}.{Y}", "{Weekday}, {Month} {d}, {Y}", "{Wkd} {d} {Mon} {Y}", "{month} {d} {Y}",
@@ -253,233 +253,17 @@ class SeqTaskData(DataModule):
         return src, pad_stack([t for _, t in items], PAD if self.kind == "seq2seq" else TAG_PAD)
 
 
-# ----------------------------------------------------------------------------- word2vec
-class PlantedClusterCorpus:
-    """Sentences over ``clusters`` hidden word clusters plus frequent filler words.
-
-    Each sentence picks one cluster; every token is a word of that cluster with
-    probability ``p_cluster``, else a filler word drawn with Zipf-like weights (so
-    frequent-word subsampling has something to do). Words of a cluster therefore share
-    their context distribution and nothing else distinguishes them.
-    """
-
-    def __init__(self, clusters: int = 20, words_per_cluster: int = 8, fillers: int = 40,
-                 sentences: int = 8000, min_len: int = 8, max_len: int = 16,
-                 p_cluster: float = 0.6, seed: int = 1234) -> None:
-        rng = random.Random(seed)
-        self.cluster_words = [[f"c{c:02d}_{i}" for i in range(words_per_cluster)]
-                              for c in range(clusters)]
-        self.fillers = [f"the{i:02d}" for i in range(fillers)]
-        self.words = self.fillers + [w for ws in self.cluster_words for w in ws]
-        self.index = {w: i for i, w in enumerate(self.words)}
-        self.cluster_of = [-1] * fillers + [c for c in range(clusters) for _ in range(words_per_cluster)]
-        filler_w = [1.0 / (r + 1) for r in range(fillers)]
-        self.sentences: list[list[int]] = []
-        for _ in range(sentences):
-            c = rng.randrange(clusters)
-            n = rng.randint(min_len, max_len)
-            sent = []
-            for _ in range(n):
-                if rng.random() < p_cluster:
-                    sent.append(self.index[rng.choice(self.cluster_words[c])])
-                else:
-                    sent.append(rng.choices(range(fillers), weights=filler_w)[0])
-            self.sentences.append(sent)
+_MOVED = {
+    "PlantedClusterCorpus": "zoo.data.word2vec", "SkipGramWindows": "zoo.data.word2vec",
+    "PlantedClusterData": "zoo.data.word2vec", "CAPTION_WORDS": "zoo.data.captions",
+    "describe_scene": "zoo.data.captions", "ShapesCaptionData": "zoo.data.captions",
+}
 
 
-class SkipGramWindows(Dataset):
-    """Item i: the word at corpus position i with its context window, for word2vec.
+def __getattr__(name: str) -> Any:
+    # resolved on first use: the moved modules import this one for TaskVocab and pad_stack
+    if name in _MOVED:
+        import importlib
 
-    Returns ``center`` (), ``context`` (2w,) ids (0 where absent), ``mask`` (2w,) float
-    (1 = a real, kept context word) and ``negatives`` (2w, k) noise words. As in the
-    original word2vec: the window radius is drawn from 1..w (nearer words count more),
-    frequent words are dropped with probability 1 - (sqrt(f/t) + 1) t/f (a dropped centre
-    zeroes the whole mask), and noise words come from the unigram distribution raised to
-    0.75. Windows stop at sentence ends. Randomness comes from the global torch RNG, so a
-    seeded run is reproducible; with ``deterministic_seed`` each item draws from its own
-    generator seeded by (seed, index) instead, giving the same windows every epoch.
-    """
-
-    def __init__(self, tokens: torch.Tensor, sentence_of: torch.Tensor, counts: torch.Tensor,
-                 window: int, negatives: int, subsample: float, deterministic_seed: int | None = None
-                 ) -> None:
-        self.tokens, self.sentence_of, self.window, self.k = tokens, sentence_of, window, negatives
-        freq = counts.double() / counts.sum()
-        if subsample > 0:
-            keep = ((freq / subsample).sqrt() + 1) * subsample / freq.clamp(min=1e-12)
-            self.keep = keep.clamp(max=1.0).float()
-        else:
-            self.keep = torch.ones_like(freq, dtype=torch.float32)
-        self.noise = counts.double().pow(0.75).float()
-        self.noise /= self.noise.sum()
-        self.seed = deterministic_seed
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        g = None
-        if self.seed is not None:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
-        w, n = self.window, len(self.tokens)
-        radius = int(torch.randint(1, w + 1, (), generator=g))
-        offsets = torch.cat([torch.arange(-w, 0), torch.arange(1, w + 1)])   # (2w,)
-        pos = i + offsets
-        inside = (pos >= 0) & (pos < n) & (offsets.abs() <= radius)
-        pos = pos.clamp(0, n - 1)
-        inside &= self.sentence_of[pos] == self.sentence_of[i]
-        context = torch.where(inside, self.tokens[pos], torch.zeros_like(pos))
-        keep_draw = torch.rand(2 * w + 1, generator=g)
-        kept = inside & (keep_draw[1:] < self.keep[context])
-        center = self.tokens[i]
-        if keep_draw[0] >= self.keep[center]:
-            kept = torch.zeros_like(kept)
-        negatives = torch.multinomial(self.noise, 2 * w * self.k, replacement=True, generator=g)
-        return {"center": center, "context": context, "mask": kept.float(),
-                "negatives": negatives.view(2 * w, self.k)}
-
-
-class _WordClusters(Dataset):
-    def __init__(self, ids: list[int], clusters: list[int]) -> None:
-        self.ids, self.clusters = torch.tensor(ids), torch.tensor(clusters)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.ids[i], self.clusters[i]
-
-
-class PlantedClusterData(DataModule):
-    """word2vec training windows over a ``PlantedClusterCorpus``; validation/test batches
-    are ``(word ids, cluster ids)`` of every clustered word, scored by nearest neighbours.
-
-    ``vocab_size`` must equal fillers + clusters * words_per_cluster (checked).
-    """
-
-    def __init__(self, *, clusters: int = 20, words_per_cluster: int = 8, fillers: int = 40,
-                 sentences: int = 8000, min_len: int = 8, max_len: int = 16,
-                 p_cluster: float = 0.6, window: int = 5, negatives: int = 5,
-                 subsample: float = 1e-3, vocab_size: int | None = None, seed: int = 1234,
-                 **kw: Any) -> None:
-        super().__init__(clusters=clusters, words_per_cluster=words_per_cluster, fillers=fillers,
-                         sentences=sentences, min_len=min_len, max_len=max_len,
-                         p_cluster=p_cluster, window=window, negatives=negatives,
-                         subsample=subsample, vocab_size=vocab_size, seed=seed, **kw)
-        self.corpus = PlantedClusterCorpus(clusters, words_per_cluster, fillers, sentences,
-                                           min_len, max_len, p_cluster, seed)
-        if vocab_size is not None and int(vocab_size) != len(self.corpus.words):
-            raise DataError(f"data.vocab_size={vocab_size} but the planted corpus has "
-                            f"{len(self.corpus.words)} words; set data.vocab_size="
-                            f"{len(self.corpus.words)}")
-        self.window, self.negatives, self.subsample = int(window), int(negatives), float(subsample)
-        toks = [t for s in self.corpus.sentences for t in s]
-        self.tokens = torch.tensor(toks, dtype=torch.int64)
-        self.sentence_of = torch.tensor([j for j, s in enumerate(self.corpus.sentences) for _ in s])
-        self.counts = torch.bincount(self.tokens, minlength=len(self.corpus.words))
-        self.meta.update(words=self.corpus.words, counts=self.counts.tolist(),
-                         cluster_of=self.corpus.cluster_of)
-
-    def build(self, split: str) -> Dataset:
-        if split == "train":
-            return SkipGramWindows(self.tokens, self.sentence_of, self.counts, self.window,
-                                   self.negatives, self.subsample)
-        ids = [i for i, c in enumerate(self.corpus.cluster_of) if c >= 0]
-        return _WordClusters(ids, [self.corpus.cluster_of[i] for i in ids])
-
-
-# ----------------------------------------------------------------------------- captioning
-CAPTION_WORDS = ("a", "and", "small", "large")
-
-
-def describe_scene(boxes: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str],
-                   image_size: int, sizes: bool = True, large: float = 0.3) -> str:
-    """The caption of a shapes scene: its objects from left to right, each "a X" (with
-    ``sizes``: "a small X" or "a large X", large when the box side exceeds ``large`` of
-    the image), joined by "and"."""
-    if len(labels) == 0:
-        return ""
-    order = ((boxes[:, 0] + boxes[:, 2]) / 2).argsort()
-    parts = []
-    for i in order.tolist():
-        name = class_names[int(labels[i]) - 1]
-        if sizes:
-            side = float((boxes[i, 2:] - boxes[i, :2]).max()) / image_size
-            name = f"{'large' if side > large else 'small'} {name}"
-        parts.append(f"a {name}")
-    return " and ".join(parts)
-
-
-class _Captions(Dataset):
-    def __init__(self, scenes: Dataset, vocab: TaskVocab, class_names: Sequence[str], size: int,
-                 sizes: bool, vflip: float = 0.0) -> None:
-        self.scenes, self.vocab, self.class_names, self.size = scenes, vocab, class_names, size
-        self.sizes, self.vflip = sizes, vflip
-
-    def __len__(self) -> int:
-        return len(self.scenes)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, target = self.scenes[i]
-        text = describe_scene(target["boxes"], target["labels"], self.class_names, self.size,
-                              self.sizes)
-        if self.vflip and torch.rand(()) < self.vflip:  # the trainer seeds this generator
-            image = image.flip(-2)
-        return image, torch.tensor([BOS] + self.vocab.encode(text) + [EOS], dtype=torch.int64)
-
-
-class ShapesCaptionData(DataModule):
-    """One-to-many captioning on synthetic shapes scenes (``zoo.data.shapes``): batches
-    ``(images (B, 3, H, W) in [0, 1], captions (B, T))`` where a caption is ``<bos>`` "a
-    large circle and a small star" ``<eos>`` (objects left to right), padded with 0.
-
-    ``min_visible`` is the least fraction of a shape left visible by the image border and
-    the other shapes (a caption must be decidable from the picture). ``describe_sizes``
-    adds "small"/"large" before each shape. ``vflip`` is the probability of flipping a
-    training image upside down (the caption is unchanged). ``vocab_size`` must equal
-    4 specials + the caption words + the class names (checked; unused words stay in the
-    vocabulary so both settings share ids).
-    """
-
-    def __init__(self, *, num_classes: int = 3, image_size: int = 64, num_train: int = 4000,
-                 num_val: int = 300, num_test: int = 300, max_objects: int = 2,
-                 min_size: float = 0.3, max_size: float = 0.6, min_visible: float = 0.8,
-                 describe_sizes: bool = False, vflip: float = 0.5, seed: int = 0,
-                 vocab_size: int | None = None, **kw: Any) -> None:
-        from zoo.data.shapes import SHAPE_NAMES, ShapesDataset
-
-        super().__init__(num_classes=num_classes, image_size=image_size, num_train=num_train,
-                         num_val=num_val, num_test=num_test, max_objects=max_objects,
-                         min_size=min_size, max_size=max_size, min_visible=min_visible,
-                         describe_sizes=describe_sizes, vflip=vflip,
-                         seed=seed, vocab_size=vocab_size, **kw)
-        if not 0 < float(min_visible) <= 1:
-            raise DataError(f"data.min_visible must be in (0, 1], got {min_visible}")
-        if not 0 <= float(vflip) <= 1:
-            raise DataError(f"data.vflip is a probability in [0, 1], got {vflip}")
-        self.describe_sizes, self.vflip = bool(describe_sizes), float(vflip)
-        self.class_names = list(SHAPE_NAMES[:num_classes])
-        self.vocab = TaskVocab(list(CAPTION_WORDS) + self.class_names, words=True)
-        if vocab_size is not None and int(vocab_size) != len(self.vocab):
-            raise DataError(f"data.vocab_size={vocab_size} but captions of {num_classes} shape "
-                            f"classes use {len(self.vocab)} tokens; set data.vocab_size={len(self.vocab)}")
-        self.image_size = int(image_size)
-        self.lengths = {"train": num_train, "val": num_val, "test": num_test}
-        self.render = {"image_size": image_size, "classes": self.class_names, "max_objects": max_objects,
-                           "min_size": min_size, "max_size": max_size, "min_visible": min_visible,
-                           "empty_prob": 0.0}
-        self.seed = int(seed)
-        self._scenes = ShapesDataset
-        self.collate_fn = self._collate
-        self.meta.update(vocab=self.vocab.itos, class_names=self.class_names)
-
-    def build(self, split: str) -> Dataset:
-        # vertical flips only: they keep each shape's name and the left-to-right order
-        scenes = self._scenes(self.lengths[split], split=split, seed=self.seed, cache=True,
-                              **self.render)
-        return _Captions(scenes, self.vocab, self.class_names, self.image_size, self.describe_sizes,
-                         self.vflip if split == "train" else 0.0)
-
-    @staticmethod
-    def _collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.stack([im for im, _ in items]), pad_stack([c for _, c in items], PAD)
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,11 +1,14 @@
-"""Small tensor transforms for image classification data held in memory.
+"""Tensor transforms for image classification data held in memory.
 
-They work on one (C, H, W) float image at a time and draw their randomness from
-torch's global generator, which the trainer seeds and checkpoints, so a resumed run
-sees the same augmentations as an uninterrupted one.
+They work on one (C, H, W) float image at a time. The training augmentations are
+torchvision's ``transforms.v2`` (pad-and-crop for small translations, horizontal flips);
+they draw their randomness from torch's global generator, which the trainer seeds and
+checkpoints, so a resumed run sees the same augmentations as an uninterrupted one.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,22 +31,20 @@ def resize(image: torch.Tensor, size: int) -> torch.Tensor:
     return out[0]
 
 
-def random_shift(image: torch.Tensor, max_shift: int) -> torch.Tensor:
-    """Translate by up to ``max_shift`` pixels each way, filling with zeros.
+def classification_augment(size: tuple[int, int], shift: int = 0, hflip: bool = False
+                           ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The training augmentation of (C, H, W) images of ``size``, or None for none.
 
-    Equivalent to the usual "pad then random crop" augmentation; digits and MNIST
-    have a black background, so zero fill adds no edge artefact.
+    ``shift``: translate by up to that many pixels each way, filling with zeros (pad by
+    ``shift``, then a random crop back to ``size``: digits and MNIST have a black
+    background, so zero fill adds no edge artefact). ``hflip``: mirror left-right with
+    probability 0.5 (natural photos only, never digits).
     """
-    if max_shift <= 0:
-        return image
-    h, w = image.shape[-2:]
-    padded = F.pad(image, (max_shift, max_shift, max_shift, max_shift))
-    dy, dx = torch.randint(0, 2 * max_shift + 1, (2,)).tolist()
-    return padded[..., dy:dy + h, dx:dx + w]
+    from torchvision.transforms import v2
 
-
-def random_hflip(image: torch.Tensor, p: float = 0.5) -> torch.Tensor:
-    """Mirror left-right with probability ``p`` (natural photos only, never digits)."""
-    if torch.rand(()) < p:
-        return image.flip(-1)
-    return image
+    steps: list[Callable] = []
+    if shift > 0:
+        steps.append(v2.RandomCrop(size, padding=int(shift), fill=0))
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip(0.5))
+    return v2.Compose(steps) if steps else None

@@ -20,7 +20,8 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.base import DataModule
-from zoo.data.transforms import random_hflip, random_shift, resize, to_float_image
+from zoo.data.images import IMAGE_SUFFIXES
+from zoo.data.transforms import classification_augment, resize, to_float_image
 from zoo.errors import DataError
 
 
@@ -28,7 +29,8 @@ class ImageTensorDataset(Dataset):
     """(image, label) pairs from in-memory tensors; images (N, C, H, W) uint8 or float.
 
     Items are float (C, image_size, image_size) images in [0, 1] and int64 labels.
-    ``shift`` (pixels) and ``hflip`` are training augmentations.
+    ``shift`` (pixels) and ``hflip`` are training augmentations
+    (:func:`~zoo.data.transforms.classification_augment`).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, image_size: int | None = None,
@@ -38,6 +40,8 @@ class ImageTensorDataset(Dataset):
         self.image_size = image_size
         self.shift = int(shift)
         self.hflip = bool(hflip)
+        size = (image_size, image_size) if image_size is not None else tuple(images.shape[-2:])
+        self.augment = classification_augment(size, self.shift, self.hflip)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -46,10 +50,8 @@ class ImageTensorDataset(Dataset):
         image = to_float_image(self.images[i])
         if self.image_size is not None:
             image = resize(image, self.image_size)
-        if self.shift:
-            image = random_shift(image, self.shift)
-        if self.hflip:
-            image = random_hflip(image)
+        if self.augment is not None:
+            image = self.augment(image)
         return image, self.labels[i]
 
 
@@ -272,7 +274,6 @@ class CIFAR10Data(ImageClassificationData):
 
 # -- ImageFolder -------------------------------------------------------------------------
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 _FOLDER_LAYOUT = ("ROOT/train/<class>/*.jpg|png and ROOT/val/<class>/*.jpg|png "
                   "(ROOT/test/<class>/ optional), one folder per class")
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from zoo.viz import save_png
+
 
 class RunLogger:
     def __init__(self, run_dir: Path, logger_cfg: Any, enabled: bool = True) -> None:
@@ -42,13 +44,3 @@ class RunLogger:
             self.writer.flush()
             self.writer.close()
             self.writer = None
-
-
-def save_png(img: torch.Tensor, path: Path) -> None:
-    """(C, H, W) float in [0, 1] -> PNG."""
-    from PIL import Image
-
-    arr = (img.clamp(0, 1) * 255).round().to(torch.uint8)
-    if arr.shape[0] == 1:
-        arr = arr.expand(3, -1, -1)
-    Image.fromarray(arr.permute(1, 2, 0).contiguous().numpy()).save(path)

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.errors import UserError
+from zoo.layers.pooling import SpatialPyramidPooling
 from zoo.metrics.classification import ClassificationEvaluator, batch_labels
 from zoo.models.base import ZooModel
-from zoo.models.classification.spp import SpatialPyramidPooling
 
 
 def batch_inputs(batch: Any) -> torch.Tensor:

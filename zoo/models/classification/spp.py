@@ -1,33 +1,5 @@
-"""Spatial pyramid pooling (He et al., "Spatial Pyramid Pooling in Deep Convolutional
-Networks for Visual Recognition", 2014): a fixed-length vector from a feature map of
-any size, so one classifier serves every input resolution."""
+"""Moved to :mod:`zoo.layers.pooling`; this name stays importable for old code."""
 
-from __future__ import annotations
+from zoo.layers.pooling import SpatialPyramidPooling
 
-from collections.abc import Sequence
-
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-
-class SpatialPyramidPooling(nn.Module):
-    """Max-pool a (B, C, h, w) map into an n x n grid for each pyramid level n and
-    concatenate: (B, C * sum(n**2)). Levels (1, 2, 4) give 21 cells per channel
-    (SPP-net used 1, 2, 3, 6 on 13x13 conv5 maps)."""
-
-    def __init__(self, levels: Sequence[int] = (1, 2, 4)) -> None:
-        super().__init__()
-        self.levels = tuple(int(n) for n in levels)
-        if not self.levels or min(self.levels) < 1:
-            raise ValueError(f"spp_levels must be positive integers, got {list(levels)}")
-        self.cells = sum(n * n for n in self.levels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Adaptive pooling places bin edges at floor/ceil of i*h/n, the paper's window
-        # ceil(h/n) and stride floor(h/n) without its leftover border; a level larger
-        # than the map repeats cells rather than failing.
-        return torch.cat([F.adaptive_max_pool2d(x, n).flatten(1) for n in self.levels], dim=1)
-
-    def extra_repr(self) -> str:
-        return f"levels={self.levels}"
+__all__ = ["SpatialPyramidPooling"]

@@ -16,14 +16,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from zoo.layers.conv import ConvNormAct, leaky_relu
 
-def conv_bn_act(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
+
+def conv_bn_act(cin: int, cout: int, k: int = 3, stride: int = 1) -> ConvNormAct:
     """Conv (no bias: BatchNorm has one) + BatchNorm + LeakyReLU(0.1), as in Darknet."""
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, k, stride, k // 2, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.LeakyReLU(0.1, inplace=True),
-    )
+    return ConvNormAct(cin, cout, k, stride, norm=nn.BatchNorm2d, act=leaky_relu(0.1))
 
 
 class DarknetBackbone(nn.Sequential):

@@ -16,10 +16,9 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from zoo.data.images import IMAGE_SUFFIXES
 from zoo.errors import UserError, choices
 from zoo.models.base import ZooModel
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def training_targets(targets: Sequence[dict[str, Any]]) -> list[dict[str, torch.Tensor]]:

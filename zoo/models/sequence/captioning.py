@@ -10,11 +10,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.errors import UserError
+from zoo.layers.conv import ConvNormAct
+from zoo.layers.decoding import greedy_decode
+from zoo.layers.recurrent import State, make_recurrent
 from zoo.metrics.language import ExactMatchEvaluator
 from zoo.models.base import ZooModel
-from zoo.models.sequence.decoding import greedy_decode
 from zoo.models.sequence.generation import parse_options
-from zoo.models.sequence.recurrent import State, make_recurrent
 
 
 class ShowAndTell(ZooModel):
@@ -50,8 +51,8 @@ class ShowAndTell(ZooModel):
         def stage(cin: int, cout: int, convs: int) -> list[nn.Module]:
             layers: list[nn.Module] = []
             for k in range(convs):
-                layers += [nn.Conv2d(cin if k == 0 else cout, cout, 3, 1, 1, bias=False),
-                           nn.BatchNorm2d(cout), nn.ReLU()]
+                # conv-BN-ReLU, unpacked into the flat Sequential its state dict is keyed by
+                layers += list(ConvNormAct(cin if k == 0 else cout, cout, 3))
             return layers + [nn.MaxPool2d(2)]
 
         # (B, 3, S, S) -> (B, 2c, S/16, S/16); one conv at full resolution keeps it cheap

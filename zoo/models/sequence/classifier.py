@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from zoo.layers.recurrent import last_hidden, make_recurrent
 from zoo.metrics.language import ExactMatchEvaluator
 from zoo.models.base import ZooModel
 from zoo.models.classification.base import Classifier
-from zoo.models.sequence.recurrent import last_hidden, make_recurrent
 
 ENCODINGS = ("embedding", "onehot")
 

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from zoo.layers.recurrent import State, make_recurrent
 from zoo.models.base import ZooModel
 from zoo.models.sequence.decoding import Translator
-from zoo.models.sequence.recurrent import State, make_recurrent
 
 
 class Seq2SeqLSTM(Translator, ZooModel):

@@ -10,19 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.data.tokenizers import TokenizerSlot
 from zoo.errors import UserError
+from zoo.layers.attention import TransformerBlock, padding_mask
 from zoo.metrics.classification import ClassificationEvaluator
 from zoo.metrics.language import MaskedLMEvaluator
 from zoo.models.base import ZooModel
-from zoo.models.sequence.generation import (
-    TokenizerSlot,
-    parse_options,
-    resolve_tokenizer,
-    text_option,
-)
-from zoo.models.transformer.layers import TransformerBlock, padding_mask
+from zoo.models.sequence.generation import parse_options, resolve_tokenizer, text_option
 
-PAD_ID, MASK_ID = 0, 4  # zoo.data.text.SPECIALS
+PAD_ID, MASK_ID = 0, 4  # zoo.data.tokenizers.SPECIALS
 
 
 class BertEncoder(nn.Module):
@@ -72,7 +68,7 @@ def _init_weights(m: nn.Module) -> None:
 class BERT(ZooModel):
     """BERT pre-training: masked-LM head (dense, GELU, LayerNorm, then the token embedding
     transposed plus a bias) on the masked positions, and a next-sentence head on the pooled
-    [CLS]; the loss is their sum. Batches come from ``zoo.data.text.BertPretrainData``.
+    [CLS]; the loss is their sum. Batches come from ``zoo.data.bert.BertPretrainData``.
 
     ``predict`` returns the pair ``(mlm_logits (B, T, V), nsp_logits (B, 2))``.
     ``predict.py run=DIR text="The assert state_____"`` fills every ``_`` (``mask=`` sets

@@ -9,10 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.data.tokenizers import TokenizerSlot
+from zoo.layers.attention import TransformerBlock, causal_mask
+from zoo.layers.decoding import sample_next
 from zoo.metrics.language import LanguageModelEvaluator
 from zoo.models.base import ZooModel
-from zoo.models.sequence.generation import TextGenerator, TokenizerSlot, sample_next
-from zoo.models.transformer.layers import TransformerBlock, causal_mask
+from zoo.models.sequence.generation import TextGenerator
 
 
 class GPT(TextGenerator, ZooModel):

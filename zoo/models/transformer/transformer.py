@@ -9,14 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.models.base import ZooModel
-from zoo.models.sequence.decoding import Translator
-from zoo.models.transformer.layers import (
+from zoo.layers.attention import (
     SinusoidalPositions,
     TransformerBlock,
     causal_mask,
     padding_mask,
 )
+from zoo.models.base import ZooModel
+from zoo.models.sequence.decoding import Translator
 
 
 class Transformer(Translator, ZooModel):

@@ -1,0 +1,80 @@
+"""The quality harness rewrites only what it measured: rows of the same key in a table of
+the same columns, inside the README's markers, prose kept (no training here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("benchmarks_quality", ROOT / "benchmarks" / "quality.py")
+quality = importlib.util.module_from_spec(spec)
+sys.modules["benchmarks_quality"] = quality  # dataclasses look their module up
+spec.loader.exec_module(quality)
+
+HEADER = "| model | value |\n|---|---|"
+FAMILY = quality.Family(
+    preface="preface", results="x", marker="t-table",
+    sections=[quality.Section(None, [("model", lambda r: r["model"]),
+                                     ("value", lambda r: str(r["value"]))])])
+README = """# Title
+
+<!-- t-table -->
+Measured somewhere.
+
+| model | value |
+|---|---|
+| a | 1 |
+| b | 2 |
+
+Usage prose stays.
+<!-- /t-table -->
+
+## After
+"""
+
+
+def test_partial_run_replaces_only_measured_rows(tmp_path):
+    path = tmp_path / "README.md"
+    path.write_text(README)
+    measured = [(FAMILY.sections[0], [["b", "20"], ["c", "30"]])]
+    assert quality.write_block(path, "t-table", FAMILY, measured, complete=False) == []
+    text = path.read_text()
+    assert "| a | 1 |\n| b | 20 |\n| c | 30 |\n\nUsage prose stays." in text
+    assert text.startswith("# Title\n\n<!-- t-table -->\nMeasured somewhere.")
+    assert text.endswith("<!-- /t-table -->\n\n## After\n")
+
+
+def test_complete_run_replaces_the_table_and_keeps_readme_prose(tmp_path):
+    path = tmp_path / "README.md"
+    path.write_text(README.replace("| model | value |", "| name | number |"))  # other columns
+    measured = [(FAMILY.sections[0], [["z", "9"]])]
+    assert quality.write_block(path, "t-table", FAMILY, measured, complete=False)  # a note
+    assert path.read_text() == README.replace("| model | value |", "| name | number |")
+    quality.write_block(path, "t-table", FAMILY, measured, complete=True)
+    text = path.read_text()
+    assert f"Measured somewhere.\n\n{HEADER}\n| z | 9 |\n\nUsage prose stays." in text
+
+
+def test_results_file_is_regenerated_after_a_complete_run(tmp_path):
+    path = tmp_path / "x.md"
+    path.write_text("old words\n\n" + HEADER + "\n| a | 1 |\n")
+    measured = [(FAMILY.sections[0], [["a", "5"]])]
+    quality.write_block(path, None, FAMILY, measured, complete=False)
+    assert path.read_text() == "old words\n\n" + HEADER + "\n| a | 5 |\n"
+    quality.write_block(path, None, FAMILY, measured, complete=True)
+    assert path.read_text() == "preface\n\n" + HEADER + "\n| a | 5 |\n"
+
+
+def test_families_and_arguments():
+    a = quality.parse(["family=detection", "models=yolo,ssd", "trainer.max_epochs=3"])
+    assert (a.family, a.models, a.overrides) == ("detection", ["yolo", "ssd"], ["trainer.max_epochs=3"])
+    fams = quality.families(a)
+    assert set(fams) == {"models", "classic", "sequence", "detection"}
+    configs = {p.stem for p in (ROOT / "configs" / "model").glob("*.yaml")}
+    for fam in fams.values():
+        for s in fam.sections:
+            assert {e.model for e in s.experiments} <= configs
+    assert quality.main(["family=nope"]) == 2
+    assert quality.main(["family=detection", "models=lenet"]) == 2

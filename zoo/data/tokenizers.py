@@ -1,0 +1,237 @@
+"""Tokenizers for language models, deliberately small and explicit:
+
+- ``CharTokenizer``: one token per character, the ``vocab_size - len(SPECIALS)`` most
+  frequent characters of the training text (rarer ones become ``<unk>``).
+- ``ByteBPETokenizer``: byte-level byte-pair encoding (Sennrich et al. 2016, GPT-2's
+  byte-level variant): start from the 256 byte values and greedily merge the most
+  frequent adjacent pair, never across a pre-tokenized word boundary.
+
+Both are rebuilt identically from the same text and settings (all ties are broken by
+token id), and both serialise to a plain ``spec`` dict that models keep in their
+checkpoint (``TokenizerSlot``) so a run directory alone is enough to generate text.
+
+Every tokenizer reserves the same special tokens at ids 0..4 (``SPECIALS``), so a BERT
+and a GPT trained on the same corpus share ids.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo.errors import UserError, choices
+
+PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
+SPECIALS: tuple[str, ...] = ("<pad>", "<unk>", "<cls>", "<sep>", "<mask>")
+TOKENIZERS = ("char", "bpe")
+
+
+class CharTokenizer:
+    """Character-level tokenizer: ids 0..4 are ``SPECIALS``, then one id per character."""
+
+    kind = "char"
+
+    def __init__(self, chars: Sequence[str], specials: Sequence[str] = SPECIALS) -> None:
+        self.specials = list(specials)
+        self.chars = list(chars)
+        self.itos = self.specials + self.chars
+        self.stoi = {c: i + len(self.specials) for i, c in enumerate(self.chars)}
+        self.unk = self.specials.index("<unk>")
+
+    @classmethod
+    def train(cls, text: str, vocab_size: int, specials: Sequence[str] = SPECIALS
+              ) -> CharTokenizer:
+        room = vocab_size - len(specials)
+        if room < 1:
+            raise UserError(f"vocab_size {vocab_size} leaves no room for characters after "
+                            f"{len(specials)} special tokens")
+        counts = Counter(text)
+        # most frequent first; ties by code point so the vocabulary is deterministic
+        ranked = sorted(counts, key=lambda c: (-counts[c], ord(c)))[:room]
+        return cls(sorted(ranked, key=ord), specials)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    def encode(self, text: str) -> list[int]:
+        stoi, unk = self.stoi, self.unk
+        return [stoi.get(c, unk) for c in text]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        n = len(self.specials)
+        out = []
+        for i in ids:
+            i = int(i)
+            if i >= n:
+                out.append(self.itos[i] if i < len(self.itos) else "\ufffd")
+            elif i == self.unk:
+                out.append("\ufffd")
+        return "".join(out)
+
+    def token_lengths(self, size: int) -> list[int]:
+        """Characters each id stands for (specials 0; ``<unk>`` replaced one character)."""
+        lens = [0] * len(self.specials) + [1] * len(self.chars)
+        lens[self.unk] = 1
+        return (lens + [0] * size)[:size]
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "specials": self.specials, "chars": "".join(self.chars)}
+
+
+# GPT-2-style pre-tokenization: a word with its leading space, runs of digits,
+# punctuation, or whitespace. Merges never cross these chunks.
+_CHUNK = re.compile(r" ?[^\W\d_]+| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+|_+", re.UNICODE)
+
+
+class ByteBPETokenizer:
+    """Byte-level BPE (Sennrich et al. 2016; GPT-2's byte-level form).
+
+    Ids 0..4 are ``SPECIALS``, ids 5..260 the 256 byte values, and every later id the
+    merge of two earlier ids, learned greedily from pair frequencies in the training text.
+    """
+
+    kind = "bpe"
+
+    def __init__(self, merges: Sequence[tuple[int, int]], specials: Sequence[str] = SPECIALS
+                 ) -> None:
+        self.specials = list(specials)
+        self.offset = len(self.specials)  # id of byte 0
+        self.merges = [(int(a), int(b)) for a, b in merges]
+        self.ranks = {pair: i for i, pair in enumerate(self.merges)}
+        self.bytes_of: list[bytes] = [b""] * self.offset + [bytes([i]) for i in range(256)]
+        for a, b in self.merges:
+            self.bytes_of.append(self.bytes_of[a] + self.bytes_of[b])
+        self._cache: dict[str, list[int]] = {}
+
+    @classmethod
+    def train(cls, text: str, vocab_size: int, specials: Sequence[str] = SPECIALS
+              ) -> ByteBPETokenizer:
+        offset = len(specials)
+        n_merges = vocab_size - offset - 256
+        if n_merges < 0:
+            raise UserError(f"a byte-level BPE needs vocab_size >= {offset + 256}, "
+                            f"got {vocab_size}")
+        chunk_counts = Counter(_CHUNK.findall(text))
+        words = [[offset + b for b in w.encode("utf-8")] for w in chunk_counts]
+        freqs = list(chunk_counts.values())
+        merges: list[tuple[int, int]] = []
+        for new_id in range(offset + 256, offset + 256 + n_merges):
+            pairs: Counter = Counter()
+            for w, f in zip(words, freqs):
+                for p in itertools.pairwise(w):
+                    pairs[p] += f
+            if not pairs:
+                break  # every chunk is a single token already
+            # most frequent pair; ties by the smaller pair of ids (deterministic)
+            best = min(pairs, key=lambda p: (-pairs[p], p))
+            merges.append(best)
+            words = [_merge(w, best, new_id) if len(w) > 1 else w for w in words]
+        return cls(merges, specials)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.bytes_of)
+
+    def _encode_chunk(self, chunk: str) -> list[int]:
+        ids = self._cache.get(chunk)
+        if ids is not None:
+            return ids
+        ids = [self.offset + b for b in chunk.encode("utf-8")]
+        first_new = self.offset + 256
+        while len(ids) > 1:
+            # apply the earliest-learned merge present, exactly as training did
+            pair = min(itertools.pairwise(ids), key=lambda p: self.ranks.get(p, 1 << 60))
+            rank = self.ranks.get(pair)
+            if rank is None:
+                break
+            ids = _merge(ids, pair, first_new + rank)
+        self._cache[chunk] = ids
+        return ids
+
+    def encode(self, text: str) -> list[int]:
+        out: list[int] = []
+        for chunk in _CHUNK.findall(text):
+            out.extend(self._encode_chunk(chunk))
+        return out
+
+    def decode(self, ids: Iterable[int]) -> str:
+        data = b"".join(self.bytes_of[int(i)] for i in ids if 0 <= int(i) < len(self.bytes_of))
+        return data.decode("utf-8", errors="replace")
+
+    def token_lengths(self, size: int) -> list[int]:
+        """UTF-8 bytes each id stands for (equal to characters for ASCII text)."""
+        lens = [len(b) for b in self.bytes_of]
+        return (lens + [0] * size)[:size]
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "specials": self.specials,
+                "merges": [list(m) for m in self.merges]}
+
+
+def _merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    out, i, n = [], 0, len(ids)
+    a, b = pair
+    while i < n:
+        if i + 1 < n and ids[i] == a and ids[i + 1] == b:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+Tokenizer = CharTokenizer | ByteBPETokenizer
+
+
+def tokenizer_from_spec(spec: dict[str, Any]) -> Tokenizer:
+    """Rebuild a tokenizer from ``tokenizer.spec()`` (e.g. the copy kept in a checkpoint)."""
+    if spec["kind"] == "char":
+        return CharTokenizer(list(spec["chars"]), spec["specials"])
+    if spec["kind"] == "bpe":
+        return ByteBPETokenizer([tuple(m) for m in spec["merges"]], spec["specials"])
+    raise UserError(f"unknown tokenizer kind '{spec['kind']}'; valid: {choices(TOKENIZERS)}")
+
+
+@functools.lru_cache(maxsize=8)
+def _train_cached(kind: str, digest: str, vocab_size: int, text: str) -> Tokenizer:
+    if kind == "char":
+        return CharTokenizer.train(text, vocab_size)
+    return ByteBPETokenizer.train(text, vocab_size)
+
+
+def build_tokenizer(kind: str, text: str, vocab_size: int) -> Tokenizer:
+    """Train a tokenizer of ``kind`` (char or bpe) with ``vocab_size`` ids on ``text``."""
+    if kind not in TOKENIZERS:
+        raise UserError(f"unknown tokenizer '{kind}'; valid choices: {choices(TOKENIZERS)}")
+    digest = hashlib.sha1(text.encode("utf-8")).hexdigest()
+    return _train_cached(kind, digest, int(vocab_size), text)
+
+
+class TokenizerSlot(nn.Module):
+    """Keeps the tokenizer's ``spec`` inside the model's state dict (as UTF-8 JSON bytes in
+    a uint8 tensor, via PyTorch's extra-state hook), so a checkpoint alone can encode
+    prompts and decode samples."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spec: dict[str, Any] | None = None
+
+    def get_extra_state(self) -> torch.Tensor:
+        if self.spec is None:
+            return torch.zeros(0, dtype=torch.uint8)
+        return torch.tensor(list(json.dumps(self.spec).encode("utf-8")), dtype=torch.uint8)
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        raw = bytes(state.cpu().tolist())
+        self.spec = json.loads(raw.decode("utf-8")) if raw else None
