@@ -183,12 +183,12 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
     cfg = load_run_config(run_dir)
     choices = dict(OmegaConf.to_container(cfg.get("run_info", {}) or {}).get("choices") or {})
     for ov in overrides:
+        if ov.startswith("~"):
+            raise UserError(f"resume: '{ov}' cannot remove a key from a run's config")
         if "=" not in ov:
             raise UserError(f"bad override '{ov}': expected key=value (e.g. trainer.max_steps=2000)")
         key, text = ov.split("=", 1)
-        bare = key.lstrip("+~")
-        if key.startswith("~"):
-            raise UserError(f"resume: '{ov}' cannot remove a key from a run's config")
+        bare = key.lstrip("+")
         if bare.startswith("hydra."):
             if bare == "hydra.run.dir" and Path(text).resolve() != run_dir.resolve():
                 raise UserError(f"resume: {ov} is not the run being resumed ({run_dir}); "
