@@ -150,6 +150,15 @@ def test_train_log_keeps_what_was_printed_and_grows_on_resume(train, tmp_path, c
     assert log.index("interrupted by SIGTERM") < log.index("done: 20 steps")
 
 
+def test_log_file_keeps_lines_as_a_terminal_shows_them(tmp_path):
+    log = R._LogFile(tmp_path / "train.log")
+    for chunk in ["step 1\n", "bar 10%\rbar 50%\n", "bar", " 0%", "\rbar 100%", "\n", "no newline"]:
+        log.write(chunk)
+    assert (tmp_path / "train.log").read_text() == "step 1\nbar 50%\nbar 100%\n"  # flushed per line
+    log.close()
+    assert (tmp_path / "train.log").read_text() == "step 1\nbar 50%\nbar 100%\nno newline\n"
+
+
 # --------------------------------------------------------------------------- signals
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_saves_and_exits_with_128_plus_signal(train, tmp_path, capsys, at_call, sig, status):

@@ -409,12 +409,13 @@ class _LogFile:
         *lines, self.pending = self.pending.split("\n")
         for line in lines:
             self.f.write(line.rsplit("\r", 1)[-1] + "\n")
-        self.pending = self.pending.rsplit("\r", 1)[-1]
+        self.pending = self.pending.rsplit("\r", 1)[-1]  # a bar that never ends its line stays small
         self.f.flush()
 
     def close(self) -> None:
-        if self.pending:
-            self.f.write(self.pending + "\n")
+        last = self.pending.rsplit("\r", 1)[-1]
+        if last:
+            self.f.write(last + "\n")
         self.f.close()
 
 
