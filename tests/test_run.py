@@ -318,3 +318,38 @@ def test_damaged_checkpoint_is_one_line(tmp_path, damage):
         C.load(p)
     msg = str(e.value)
     assert msg.startswith(f"cannot read checkpoint {p} (truncated or corrupt?)") and "\n" not in msg
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_share_one_default_run_dir(config_dir, tmp_path):
+    """Rank 0 claims and locks the default directory; every rank trains in it."""
+    env = {**os.environ, "ZOO_CONFIG_DIR": str(config_dir), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "train.py"), *BASE, "trainer.max_steps=6"]
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list((tmp_path / "outputs").glob("*/*"))
+    assert len(runs) == 1 and runs[0].name.endswith("_two_group"), runs
+    assert ckpt(runs[0])["step"] == 6
+    log = (runs[0] / "train.log").read_text()
+    assert log.count("run dir: ") == 1 and "processes=2" in log and "done: 6 steps" in log
+
+
+def test_extra_state_of_another_size_fits():
+    """A module's extra state (a tokenizer's table) is read back by the module, any size."""
+    class Table(torch.nn.Module):
+        def __init__(self, n: int) -> None:
+            super().__init__()
+            self.table, self.w = torch.arange(n), torch.nn.Parameter(torch.zeros(2))
+
+        def get_extra_state(self):
+            return self.table
+
+        def set_extra_state(self, state):
+            self.table = state
+
+    src, dst = Table(7), Table(0)
+    C.load_model_state(dst, src.state_dict(), "src")
+    assert torch.equal(dst.table, torch.arange(7))
+    with pytest.raises(CheckpointError, match=r"w \(3\) in the checkpoint vs \(2\) in the model"):
+        C.load_model_state(dst, {**src.state_dict(), "w": torch.zeros(3)}, "src")
