@@ -116,7 +116,7 @@ def compare_weights(model: torch.nn.Module, state: dict[str, Any]) -> dict[str, 
         if k in own:
             # a module's extra state (``get_extra_state``: a tokenizer, a table) has no
             # fixed shape: the module reads it back itself
-            if (k.endswith("._extra_state") or not isinstance(v, torch.Tensor)
+            if (k.rsplit(".", 1)[-1] == "_extra_state" or not isinstance(v, torch.Tensor)
                     or not isinstance(own[k], torch.Tensor) or v.shape == own[k].shape):
                 matched.append(k)
             else:
