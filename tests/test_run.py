@@ -353,3 +353,30 @@ def test_extra_state_of_another_size_fits():
     assert torch.equal(dst.table, torch.arange(7))
     with pytest.raises(CheckpointError, match=r"w \(3\) in the checkpoint vs \(2\) in the model"):
         C.load_model_state(dst, {**src.state_dict(), "w": torch.zeros(3)}, "src")
+
+
+def test_a_crash_report_from_the_trainer_names_its_checkpoint(train, tmp_path, capsys, monkeypatch):
+    """The trainer may raise its own report (``.checkpoint``, raised from the original):
+    the CLI shows the original's traceback and the checkpoint the report names."""
+    from zoo.engine.trainer import Trainer
+
+    run = tmp_path / "run"
+    saved = tmp_path / "saved.pt"
+
+    class Report(Exception):
+        checkpoint = str(saved)
+
+    def fit(self):
+        try:
+            raise ValueError("inner failure")
+        except ValueError as e:
+            raise Report("crashed") from e
+
+    C.save_atomic({"model": {}, "step": 11}, saved)
+    monkeypatch.setattr(Trainer, "fit", fit)
+    assert train(*BASE, f"hydra.run.dir={run}") == 1
+    err = capsys.readouterr().err.strip()
+    assert "ValueError: inner failure" in err and "Report" not in err
+    assert err.splitlines()[-1].startswith(
+        f"error: training crashed (ValueError: inner failure); the last completed step's state is in "
+        f"{saved} (step 11)")

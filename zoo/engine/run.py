@@ -586,9 +586,13 @@ def train(cfg: DictConfig | None, run_dir: str | Path, resume: bool = False, *,
             except (UserError, TrainingStopped, TrainingCrashed):
                 raise
             except Exception as e:
-                raise TrainingCrashed(f"training crashed: {type(e).__name__}: {e}",
-                                      checkpoint=str(run_dir / LAST)
-                                      if (run_dir / LAST).is_file() else None) from e
+                # The trainer's own crash report (``.checkpoint``, raised from the original)
+                # or any other exception: either way one TrainingCrashed from the original.
+                original = e.__cause__ if hasattr(e, "checkpoint") and e.__cause__ else e
+                saved = getattr(e, "checkpoint", None) or (
+                    str(run_dir / LAST) if (run_dir / LAST).is_file() else None)
+                raise TrainingCrashed(f"training crashed: {type(original).__name__}: {original}",
+                                      checkpoint=saved) from original
             _say_how_it_ended(summary, run_dir, cfg)
             return summary
     finally:
