@@ -148,3 +148,14 @@ def test_library_resume(config_dir, stopped):
     summary = R.train(None, run, resume=True)
     assert summary["steps"] == 20 and R.exit_status(summary) == 0
     assert R.train(None, run, resume=True)["already_finished"] is True
+
+
+def test_moving_training_images_into_validation_mid_run_is_refused(train, tmp_path, capsys):
+    run = tmp_path / "digits"
+    assert train("model=logistic_regression", "trainer.progress=false", "logger=none",
+                 "trainer.max_steps=4", "trainer.interrupt_at=2", f"hydra.run.dir={run}") == 0
+    capsys.readouterr()
+    assert train(f"resume={run}", "data.val_fraction=0.5") == 2
+    assert "resume: data.val_fraction cannot change when a run continues (0.2 -> 0.5)" in one_line_error(capsys)
+    assert train(f"resume={run}", "model=logistic_regression", "data=digits", "experiment=null") == 0
+    assert ckpt(run)["step"] == 4

@@ -195,7 +195,7 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
                                 "a run continues in its own directory")
             continue
         if bare in GROUPS:
-            if text != str(choices.get(bare)):
+            if (None if text in ("", "null") else text) != choices.get(bare):
                 raise UserError(f"resume: '{ov}' differs from the run's {bare} "
                                 f"({choices.get(bare)}); a resumed run keeps its {bare}")
             continue
