@@ -74,6 +74,14 @@ def test_help_lists_models_and_datasets(config_dir, capsys):
     assert "model:" in out and "lenet" in out and "data:" in out and "digits" in out
 
 
+def test_help_says_what_a_run_writes_and_what_exit_statuses_mean(config_dir, capsys):
+    assert train_main(["--help"], config_dir=config_dir) == 0
+    out = capsys.readouterr().out
+    for word in ("config.yaml", "last.pt", "train.log", ".lock", "resume=RUN_DIR", "run_info.resumes",
+                 "130 / 143", "1 stopped", "2 a mistake"):
+        assert word in out, word
+
+
 def test_entry_script_exit_status():
     """The real script, as a person runs it: status 2 and one line on stderr."""
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "model=nope"],

@@ -20,9 +20,29 @@ usage: python train.py [key=value ...]
   data=NAME             another dataset for it
   optim=NAME sched=NAME trainer=NAME logger=NAME experiment=NAME
   trainer.max_steps=N trainer.max_epochs=N trainer.val_every=N trainer.ckpt_every=N
-  trainer.device=auto|cpu|cuda|mps  seed=N  resume=RUN_DIR  init_from=CKPT
-  hydra.run.dir=DIR     where the run directory goes
+  trainer.device=auto|cpu|cuda|mps  seed=N  init_from=CKPT
+  hydra.run.dir=DIR     where the run directory goes (default: a new
+                        outputs/DATE/TIME_MODEL, with -2, -3, ... if that exists)
   any.config.key=value  (see configs/; +key=value adds a key)
+  -m a=1,2 b=x,y        a sweep: one run per combination under multirun/DATE/TIME/N
+
+resume=RUN_DIR [key=value ...]
+  continues a run from RUN_DIR/checkpoints/last.pt (exactly, on CPU). The run's own
+  command line may be repeated: equal group choices and values are accepted. Only these
+  may change, from the next step on: trainer.max_steps max_epochs val_every ckpt_every
+  log_every patience progress device max_time limit_val_batches interrupt_at
+  on_nonfinite compile, data.eval_batch_size num_workers root, logger.*; any other
+  change is refused (start a new run with init_from=RUN_DIR/checkpoints/last.pt).
+  Changes are recorded in config.yaml under run_info.resumes. A run that already
+  finished is not trained again (exit 0) unless its length changes.
+
+A run directory holds: config.yaml (resolved), checkpoints/last.pt and best.pt,
+metrics.json, train.log (everything printed, appended on resume), tb/ (TensorBoard),
+images/, and .lock (held while a training runs in it: a second one exits with 2).
+
+exit status: 0 done (or nothing left to do)   1 stopped: non-finite loss, or a crash
+  (its traceback, then where last.pt is)       2 a mistake (one line: error: ...)
+  130 / 143 stopped by SIGINT / SIGTERM after saving last.pt (the line to continue)
 
 torchrun --nproc_per_node=N train.py ...   trains with DDP (gloo on CPU, NCCL on CUDA)
 """
@@ -46,7 +66,8 @@ def _listing(config_dir: Path) -> str:
 
 
 def _guard(fn: Callable[[], int]) -> int:
-    """Turn a person's mistakes into one line and exit status 2."""
+    """Turn a person's mistakes into one line and exit status 2, a stopped or crashed run
+    into its report and status 1, Ctrl-C into status 130."""
     from zoo.engine import distributed as D
 
     try:
@@ -63,12 +84,13 @@ def _guard(fn: Callable[[], int]) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:
-        from zoo.engine.trainer import TrainingStopped
+        from zoo.engine.run import failure_report
 
-        if isinstance(e, TrainingStopped):
-            print(f"error: {e}", file=sys.stderr, flush=True)
-            return 1
-        raise
+        report = failure_report(e)
+        if report is None:
+            raise
+        print(report[0], file=sys.stderr, flush=True)
+        return report[1]
 
 
 # --------------------------------------------------------------------------- train
@@ -97,8 +119,9 @@ def _multirun(argv: list[str], cdir: Path) -> int:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    sweep_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.sweep.dir=")),
-                     time.strftime("multirun/%Y-%m-%d/%H-%M-%S"))
+    from zoo.engine.run import claim_run_dir
+
+    given = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.sweep.dir=")), None)
     argv = [a for a in argv if not a.startswith(("hydra.sweep.dir=", "hydra.run.dir="))]
     try:
         parsed = OverridesParser.create().parse_overrides(argv)
@@ -110,6 +133,8 @@ def _multirun(argv: list[str], cdir: Path) -> int:
         values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
         axes.append([f"{key}={v}" for v in values])
     combos = list(itertools.product(*axes))
+    # Two sweeps started in the same second get two directories.
+    sweep_dir = Path(given) if given else claim_run_dir(Path(time.strftime("multirun/%Y-%m-%d/%H-%M-%S")))
     failures = 0
     for i, combo in enumerate(combos):
         print(f"[{i + 1}/{len(combos)}] {' '.join(combo)}", flush=True)
@@ -120,13 +145,8 @@ def _multirun(argv: list[str], cdir: Path) -> int:
 
 
 def _train(argv: list[str], cdir: Path) -> int:
-    from omegaconf import OmegaConf
-
-    from zoo.engine import distributed as D
-    from zoo.engine.config import apply_trainer_profile, compose
-    from zoo.engine.run import load_run_config
-    from zoo.engine.trainer import Trainer, save_config
-    from zoo.engine.utils import select_device
+    """Route the command line to ``zoo.engine.run.train``; returns the exit status."""
+    from zoo.engine import run as R
 
     for a in argv:
         if a.startswith("-"):
@@ -135,86 +155,12 @@ def _train(argv: list[str], cdir: Path) -> int:
     resume = next((a.split("=", 1)[1] for a in argv if a.startswith("resume=")), None)
     if resume in ("", "null", "None"):
         resume = None
-
     if resume:
-        run_dir = Path(resume)
-        if not run_dir.is_dir():
-            raise UserError(f"resume: run directory does not exist: {run_dir}")
-        if not (run_dir / "checkpoints" / "last.pt").is_file():
-            raise UserError(f"resume: {run_dir} has no checkpoints/last.pt to continue from")
-        cfg = load_run_config(run_dir)
-        for ov in overrides:
-            key, value = ov.split("=", 1) if "=" in ov else (ov, None)
-            if value is None or key.lstrip("+") in ("model", "data", "optim", "sched", "logger",
-                                                   "experiment", "trainer"):
-                raise UserError(f"resume: '{ov}' cannot change a run's model or data; only "
-                                "key.path=value overrides (e.g. trainer.max_steps=2000)")
-            if key.startswith("hydra."):
-                continue
-            try:
-                if not key.startswith("+") and OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
-                    raise UserError(f"bad override '{ov}': key '{key}' is not in the run's config")
-                OmegaConf.update(cfg, key.lstrip("+"), OmegaConf.create({"v": _yaml(value)}).v, merge=True)
-            except UserError:
-                raise
-            except Exception as e:
-                raise UserError(f"bad override '{ov}': {str(e).splitlines()[0]}") from None
-        cfg.resume = str(run_dir)
+        summary = R.train(R.resume_config(resume, overrides), resume, resume=True)
     else:
-        cfg = compose(cdir, "train", overrides)
-        apply_trainer_profile(cfg, cdir, overrides)
-        choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
-        run_dir = Path(cfg.hydra.run.dir)
-        del cfg["hydra"]
-        cfg.run_info = {"choices": choices, "overrides": overrides,
-                        "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    _resolve(cfg)
-
-    device = select_device(cfg.trainer.device)
-    D.init(device)
-    run_dir = Path(D.broadcast_object(str(run_dir)))
-    if not resume and (run_dir / "checkpoints" / "last.pt").exists():
-        raise UserError(f"{run_dir} already holds a run; continue it with resume={run_dir} "
-                        "or choose another hydra.run.dir")
-    if D.is_main():
-        save_config(cfg, run_dir)
-        print(f"run dir: {run_dir}  (model={_choice(cfg, 'model')}, data={_choice(cfg, 'data')}, "
-              f"device={device}, processes={D.world_size()})", flush=True)
-    D.barrier()
-    try:
-        Trainer(cfg, run_dir, device, resume=bool(resume)).fit()
-    finally:
-        D.cleanup()
-    return 0
-
-
-def _choice(cfg: Any, group: str) -> str:
-    try:
-        return str(cfg.run_info.choices[group])
-    except Exception:
-        return str(cfg[group].get("_target_", "?")).rsplit(".", 1)[-1]
-
-
-def _yaml(value: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(value)
-    except yaml.YAMLError:
-        return value
-
-
-def _resolve(cfg: Any) -> None:
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        OmegaConf.resolve(cfg)
-    except OmegaConfBaseException as e:
-        raise UserError(f"config error: {str(e).splitlines()[0]}") from None
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise UserError(f"config values must be set: {', '.join(missing)} (e.g. {missing[0]}=...)")
+        cfg, run_dir, explicit = R.new_config(cdir, overrides)
+        summary = R.train(cfg, run_dir, unique_dir=not explicit)
+    return R.exit_status(summary)
 
 
 # --------------------------------------------------------------------------- key=value options

@@ -35,6 +35,13 @@ def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    # A process killed mid-write (SIGKILL, power loss) leaves its temporary file behind;
+    # one writer per run directory (its lock) makes the leftovers safe to remove.
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            stale.unlink()
+        except OSError:
+            pass
 
 
 def load(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
@@ -89,3 +96,77 @@ def _py_state_to_plain(s: tuple) -> list:
 def _py_state_from_plain(s: list) -> tuple:
     version, internal, gauss = s
     return (version, tuple(internal), gauss)
+
+
+def _shape(t: Any) -> str:
+    return "(" + ", ".join(str(s) for s in getattr(t, "shape", ())) + ")"
+
+
+def _listed(names: list[str], limit: int = 5) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def compare_weights(model: torch.nn.Module, state: dict[str, Any]) -> dict[str, list]:
+    """How a state dict fits a model: keys that match (same name and shape), shape
+    mismatches ``(name, checkpoint shape, model shape)``, missing and unexpected keys."""
+    own = model.state_dict()
+    matched, shapes = [], []
+    for k, v in state.items():
+        if k in own:
+            # a module's extra state (``get_extra_state``: a tokenizer, a table) has no
+            # fixed shape: the module reads it back itself
+            if (k.rsplit(".", 1)[-1] == "_extra_state" or not isinstance(v, torch.Tensor)
+                    or not isinstance(own[k], torch.Tensor) or v.shape == own[k].shape):
+                matched.append(k)
+            else:
+                shapes.append((k, _shape(v), _shape(own[k])))
+    return {"matched": matched, "shape_mismatch": shapes,
+            "missing": [k for k in own if k not in state],
+            "unexpected": [k for k in state if k not in own]}
+
+
+def _mismatch_text(fit: dict[str, list]) -> str:
+    parts = []
+    if fit["shape_mismatch"]:
+        parts.append(f"{len(fit['shape_mismatch'])} shape mismatch(es): " + _listed(
+            [f"{k} {a} in the checkpoint vs {b} in the model" for k, a, b in fit["shape_mismatch"]]))
+    if fit["missing"]:
+        parts.append(f"{len(fit['missing'])} missing: {_listed(fit['missing'])}")
+    if fit["unexpected"]:
+        parts.append(f"{len(fit['unexpected'])} unexpected: {_listed(fit['unexpected'])}")
+    return "; ".join(parts)
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, Any], source: str | Path) -> None:
+    """Load weights that must fit exactly (resume, evaluate); any mismatch is one line."""
+    fit = compare_weights(model, state)
+    if fit["shape_mismatch"] or fit["missing"] or fit["unexpected"]:
+        hint = " (another model's checkpoint?)" if not fit["matched"] else ""
+        raise CheckpointError(f"checkpoint {source} does not fit the run's model "
+                              f"{type(model).__name__}{hint}: {_mismatch_text(fit)}")
+    model.load_state_dict(state)
+
+
+def init_weights(model: torch.nn.Module, path: str | Path) -> list[str]:
+    """``init_from=``: load the weights of a checkpoint that a model shares with it (a
+    pre-trained encoder under a new head). Returns the lines to print.
+
+    Weights under a shared name with another shape are an error (they are listed), and so
+    is a checkpoint that shares no weight at all with the model: silently training from
+    scratch is not what ``init_from`` asks for."""
+    ckpt = load(path)
+    fit = compare_weights(model, ckpt["model"])
+    if fit["shape_mismatch"]:
+        raise CheckpointError(f"init_from {path}: {_mismatch_text({**fit, 'missing': [], 'unexpected': []})}")
+    if not fit["matched"]:
+        raise CheckpointError(f"init_from {path} matches no weight of {type(model).__name__} "
+                              f"(another model's checkpoint?): checkpoint keys "
+                              f"{_listed(list(ckpt['model']), 3)}; model keys "
+                              f"{_listed(list(model.state_dict()), 3)}")
+    model.load_state_dict({k: ckpt["model"][k] for k in fit["matched"]}, strict=False)
+    lines = [f"init_from {path}: {len(fit['matched'])} weights loaded, {len(fit['missing'])} missing keys, "
+             f"{len(fit['unexpected'])} unexpected keys"]
+    lines += [f"  missing: {k}" for k in fit["missing"][:10]]
+    lines += [f"  unexpected: {k}" for k in fit["unexpected"][:10]]
+    return lines

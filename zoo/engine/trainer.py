@@ -142,15 +142,9 @@ class Trainer:
                           persistent_workers=False)
 
     def _init_from(self, path: str) -> None:
-        ckpt = C.load(path)
-        result = self.model.load_state_dict(ckpt["model"], strict=False)
+        lines = C.init_weights(self.model, path)
         if D.is_main():
-            print(f"init_from {path}: {len(result.missing_keys)} missing keys, "
-                  f"{len(result.unexpected_keys)} unexpected keys")
-            for k in result.missing_keys[:10]:
-                print(f"  missing: {k}")
-            for k in result.unexpected_keys[:10]:
-                print(f"  unexpected: {k}")
+            print("\n".join(lines))
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
@@ -180,7 +174,7 @@ class Trainer:
 
     def _load_last(self) -> None:
         ckpt = C.load(self.ckpt_dir / "last.pt")
-        self.model.load_state_dict(ckpt["model"])
+        C.load_model_state(self.model, ckpt["model"], self.ckpt_dir / "last.pt")
         missing = set(self.optimizers) ^ set(ckpt["optimizers"])
         if missing:
             raise UserError(f"cannot resume: the checkpoint's optimizer groups "
@@ -253,7 +247,7 @@ class Trainer:
         def handler(signum: int, frame: Any) -> None:
             if self._stop_signal:  # second signal: stop now
                 raise KeyboardInterrupt
-            self._stop_signal = True
+            self._stop_signal = signum
             if D.is_main():
                 print(f"\nsignal {signum}: finishing the current step, saving checkpoints/last.pt "
                       "(send again to stop at once)", flush=True)
@@ -465,6 +459,7 @@ class Trainer:
             "monitor": self.monitor, "best_value": self.best_value, "best_step": self.best_step,
             "steps": self.step, "epochs": self.epoch, "train_time_s": round(self.train_time, 3),
             "stopped_early": stopped_early, "interrupted": interrupted,
+            "signal": int(self._stop_signal) if interrupted and self._stop_signal else None,
         }
         for k, v in metrics.items():
             if k not in nums:
