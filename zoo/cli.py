@@ -22,6 +22,7 @@ usage: python train.py [key=value ...]
   trainer.max_steps=N trainer.max_epochs=N trainer.val_every=N trainer.ckpt_every=N
   trainer.device=auto|cpu|cuda|mps  seed=N  resume=RUN_DIR  init_from=CKPT
   hydra.run.dir=DIR     where the run directory goes
+  --cfg job|all         print the composed config (--resolve: resolved) without training
   any.config.key=value  (see configs/; +key=value adds a key)
 
 torchrun --nproc_per_node=N train.py ...   trains with DDP (gloo on CPU, NCCL on CUDA)
@@ -78,6 +79,10 @@ def train_main(argv: list[str] | None = None, config_dir: Path | None = None) ->
     if any(a in ("-h", "--help", "help") for a in argv):
         print(USAGE_TRAIN + "\navailable configs:\n" + _listing(cdir))
         return 0
+    if any(a in ("--cfg", "-c") for a in argv):  # Hydra's convention: print the config, no training
+        from zoo.engine.config import print_config
+
+        return _guard(lambda: print_config(cdir, argv))
     if any(a in ("-m", "--multirun") for a in argv):
         return _guard(lambda: _multirun([a for a in argv if a not in ("-m", "--multirun")], cdir))
     code = _guard(lambda: _train(argv, cdir))
@@ -123,7 +128,7 @@ def _train(argv: list[str], cdir: Path) -> int:
     from omegaconf import OmegaConf
 
     from zoo.engine import distributed as D
-    from zoo.engine.config import apply_trainer_profile, compose
+    from zoo.engine.config import compose, validate
     from zoo.engine.run import load_run_config
     from zoo.engine.trainer import Trainer, save_config
     from zoo.engine.utils import select_device
@@ -160,9 +165,9 @@ def _train(argv: list[str], cdir: Path) -> int:
             except Exception as e:
                 raise UserError(f"bad override '{ov}': {str(e).splitlines()[0]}") from None
         cfg.resume = str(run_dir)
+        validate(cfg)
     else:
         cfg = compose(cdir, "train", overrides)
-        apply_trainer_profile(cfg, cdir, overrides)
         choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
         run_dir = Path(cfg.hydra.run.dir)
         del cfg["hydra"]
@@ -233,7 +238,7 @@ def _options(argv: list[str], allowed: set[str] | None, usage: str) -> dict[str,
 # --------------------------------------------------------------------------- evaluate
 USAGE_EVALUATE = """\
 usage: python evaluate.py run=DIR [ckpt=PATH] [split=test] [output=PATH] [device=auto]
-                          [save_predictions=PATH]
+                          [batch_size=N] [save_predictions=PATH]
        python evaluate.py task=detection gt=instances.json predictions=results.json
                           [iou_type=bbox|segm|keypoints] [protocol=coco|voc07|voc12] [output=PATH]
        python evaluate.py task=segmentation gt=DIR_OF_PNG predictions=DIR_OF_PNG

@@ -151,9 +151,9 @@ def test_bad_boxes_are_clipped_or_dropped_with_one_warning(tmp_path):
         {"id": 92, "image_id": 100, "category_id": 7, "bbox": [200, 5, 10, 10], "iscrowd": 0},  # outside
     ]
     write_coco(tmp_path / "coco", extra)
-    data = CocoData(root=str(tmp_path / "coco"), num_classes=3)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        data = CocoData(root=str(tmp_path / "coco"), num_classes=3)  # reads val when built
         ds = data.dataset("val")
     msgs = [str(w.message) for w in caught if "boxes" in str(w.message)]
     assert len(msgs) == 1 and "clipped 1" in msgs[0] and "dropped 2" in msgs[0]

@@ -10,7 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.engine import checkpoint as C
-from zoo.engine.config import check_targets
+from zoo.engine.config import check_run_config
 from zoo.errors import UserError
 
 
@@ -40,7 +40,7 @@ def load_run_config(run_dir: Path) -> DictConfig:
     for key in ("model", "data"):
         if key not in cfg:
             raise UserError(f"{path} has no '{key}' section; is it a zoo run config?")
-    check_targets(cfg, where=str(path))
+    check_run_config(cfg, where=str(path))
     return cfg
 
 
