@@ -336,7 +336,8 @@ class ImageFolderData(ImageClassificationData):
         self.meta.update(self.infer_meta({**self.meta, "root": root}))
         classes = self.meta["class_names"]
         self._check_meta(len(classes), int(channels), f"{root_path / 'train'}")
-        self._files = {split: self._list_split(split) for split in self.splits}
+        for split in self.splits:  # every split's folders checked now, not at the first validation
+            self._list_split(split)
 
     @classmethod
     def infer_meta(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -369,7 +370,7 @@ class ImageFolderData(ImageClassificationData):
         return files
 
     def build(self, split: str) -> Dataset:
-        files = self._files[split]
+        files = self._list_split(split)
         index = {c: i for i, c in enumerate(self.meta["class_names"])}
         size, channels = int(self.meta["image_size"]), int(self.meta["channels"])
         images = torch.stack([load_image(f, channels, size) for f, _ in files])
