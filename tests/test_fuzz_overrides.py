@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import string
+import types
 from dataclasses import fields
 from typing import Literal, Union, get_args, get_origin, get_type_hints
 
@@ -48,8 +49,8 @@ def _typo(rng: random.Random, name: str) -> str:
 
 def _bad_values(typ, meta: dict) -> list[str]:
     """Values (as a person types them) that the rule ``typ``/``meta`` refuses."""
-    optional = get_origin(typ) is Union and type(None) in get_args(typ)
-    base = [t for t in get_args(typ) if t is not type(None)][0] if optional else typ
+    optional = get_origin(typ) in (Union, types.UnionType) and type(None) in get_args(typ)
+    base = next(t for t in get_args(typ) if t is not type(None)) if optional else typ
     bad = ["[1,2]", "{a: 1}"]
     if not optional:
         bad.append("null")

@@ -15,8 +15,15 @@ import torch
 import yaml
 from PIL import Image
 
-from zoo.data.detection import (VOC_CLASSES, CocoData, DetectionTransform, VocData, YoloTxtData,
-                                build_detection_transforms, collate_detection)
+from zoo.data.detection import (
+    VOC_CLASSES,
+    CocoData,
+    DetectionTransform,
+    VocData,
+    YoloTxtData,
+    build_detection_transforms,
+    collate_detection,
+)
 from zoo.errors import DataError
 
 NAMES = ["ant", "bee", "cow"]

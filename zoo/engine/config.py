@@ -103,7 +103,7 @@ def _closest_key(config_dir: Path, config_name: str, overrides: list[str], key: 
     node = OmegaConf.select(cfg, parent) if parent else cfg
     if not isinstance(node, DictConfig):
         return ""
-    close = difflib.get_close_matches(leaf, [str(k) for k in node.keys()], n=1, cutoff=0.6)
+    close = difflib.get_close_matches(leaf, [str(k) for k in node], n=1, cutoff=0.6)
     return f"{parent + '.' if parent else ''}{close[0]}" if close else ""
 
 
@@ -179,7 +179,7 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
     from omegaconf.errors import InterpolationKeyError, OmegaConfBaseException
 
     out: dict[str, Any] = {}
-    for k in cfg.keys():
+    for k in cfg:
         if k == "hydra":
             continue
         try:
@@ -189,9 +189,8 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
         except InterpolationKeyError as e:
             raise UserError(_missing_key_message(cfg, e)) from None
         except OmegaConfBaseException as e:
-            if "Missing mandatory value" in str(e) or "missing value" in str(e).lower():
-                out[str(k)] = "???"
-                continue
+            if "Missing mandatory value" in str(e):
+                continue  # a ??? value: reported with its key when the run resolves the config
             raise UserError(f"config error: {str(e).strip().splitlines()[0]}") from None
     return out
 
@@ -208,10 +207,12 @@ def _missing_key_message(cfg: DictConfig, e: Exception) -> str:
 
 
 def _choice(cfg: DictConfig, group: str) -> str:
+    from omegaconf.errors import OmegaConfBaseException
+
     for path in (f"hydra.runtime.choices.{group}", f"run_info.choices.{group}"):
         try:
             value = OmegaConf.select(cfg, path, default=None)
-        except Exception:
+        except OmegaConfBaseException:  # e.g. an unresolvable ${now:} in the hydra node
             value = None
         if value:
             return str(value)
@@ -361,7 +362,7 @@ def print_config(config_dir: Path, argv: list[str]) -> int:
             raise UserError(f"unknown option '{a}'; arguments are key=value overrides (see --help)")
     cfg = compose(config_dir, "train", [a for a in args if not a.startswith("resume=")])
     if which == "job":
-        cfg = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"])
+        cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     elif which == "hydra":
         cfg = cfg.hydra
     if resolve:

@@ -2,7 +2,7 @@
 loader and the seed.
 
 Each section is a dataclass used as a schema: a field's type says what the key may
-hold (``Optional``: null allowed; ``Literal``: the choices), its ``key(...)`` metadata
+hold (``X | None``: null allowed; ``Literal``: the choices), its ``key(...)`` metadata
 the range. Adding a key is one line. :func:`validate` checks a composed config (or one
 read from a run directory) and raises a one-line ``UserError`` naming the key, the
 value and what is allowed. ``Trainer`` is closed: an unknown key is an error that
@@ -17,11 +17,13 @@ import difflib
 import inspect
 import math
 import re
+import types
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from zoo.errors import UserError
 
+_UNIONS = (Union, types.UnionType)  # Optional[int] and int | None
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -31,34 +33,34 @@ def key(*, ge: float | None = None, gt: float | None = None, le: float | None = 
     """A schema field: bounds on a number, a pattern for a string; ``allowed`` overrides
     the generated description of what is allowed, ``noun`` names a bad value
     ("unknown device 'tpu'")."""
-    return field(default=None, metadata=dict(ge=ge, gt=gt, le=le, lt=lt, pattern=pattern,
-                                             allowed=allowed, noun=noun))
+    return field(default=None, metadata={"ge": ge, "gt": gt, "le": le, "lt": lt,
+                                         "pattern": pattern, "allowed": allowed, "noun": noun})
 
 
 @dataclass
 class Trainer:
     device: str = key(pattern=_DEVICE, allowed="auto, cpu, cuda, cuda:N or mps", noun="device")
-    max_epochs: Optional[int] = key(ge=1)
-    max_steps: Optional[int] = key(ge=1)
-    val_every: Optional[int] = key(ge=1)
-    ckpt_every: Optional[int] = key(ge=1)
+    max_epochs: int | None = key(ge=1)
+    max_steps: int | None = key(ge=1)
+    val_every: int | None = key(ge=1)
+    ckpt_every: int | None = key(ge=1)
     log_every: int = key(ge=1)
-    monitor: Optional[str] = key()
+    monitor: str | None = key()
     mode: Literal["max", "min"] = key()
-    patience: Optional[int] = key(ge=1)
+    patience: int | None = key(ge=1)
     accumulate: int = key(ge=1)
-    clip_grad_norm: Optional[float] = key(gt=0)
+    clip_grad_norm: float | None = key(gt=0)
     amp: Literal["auto", "off", "bf16", "fp16"] = key()
-    ema: Optional[float] = key(gt=0, lt=1)
+    ema: float | None = key(gt=0, lt=1)
     compile: bool = key()
     deterministic: bool = key()
     on_nonfinite: Literal["stop", "skip"] = key()
-    interrupt_at: Optional[int] = key(ge=1)
-    limit_val_batches: Optional[int] = key(ge=1)
-    max_time: Optional[float] = key(gt=0)
+    interrupt_at: int | None = key(ge=1)
+    limit_val_batches: int | None = key(ge=1)
+    max_time: float | None = key(gt=0)
     progress: bool = key()
     channels_last: bool = key()
-    apply_last: Optional[bool] = key()  # read from run directories written before the debug group
+    apply_last: bool | None = key()  # read from run directories written before the debug group
 
 
 @dataclass
@@ -72,8 +74,8 @@ class Optim:
     nesterov: bool = key()
     amsgrad: bool = key()
     maximize: bool = key()
-    fused: Optional[bool] = key()
-    foreach: Optional[bool] = key()
+    fused: bool | None = key()
+    foreach: bool | None = key()
     no_decay_1d: bool = key()
 
 
@@ -98,15 +100,15 @@ class Sched:
 @dataclass
 class DataLoader:
     batch_size: int = key(ge=1)
-    eval_batch_size: Optional[int] = key(ge=1)
+    eval_batch_size: int | None = key(ge=1)
     num_workers: int = key(ge=0)
 
 
 @dataclass
 class Top:
     seed: int = key()
-    resume: Optional[str] = key()
-    init_from: Optional[str] = key()
+    resume: str | None = key()
+    init_from: str | None = key()
 
 
 # (config path, schema, closed: unknown keys are errors)
@@ -198,7 +200,7 @@ def check_value(name: str, value: Any, typ: Any, meta: dict) -> None:
 
 def _fits(value: Any, typ: Any, meta: dict) -> bool:
     origin = get_origin(typ)
-    if origin is Union:
+    if origin in _UNIONS:
         return any(_fits(value, t, meta) for t in get_args(typ))
     if typ is type(None):
         return value is None
@@ -233,7 +235,7 @@ def describe(typ: Any, meta: dict) -> str:
     if meta.get("allowed"):
         return meta["allowed"]
     origin = get_origin(typ)
-    if origin is Union:
+    if origin in _UNIONS:
         args = [t for t in get_args(typ) if t is not type(None)]
         text = " or ".join(describe(t, meta) for t in args)
         return text + (", or null" if len(args) < len(get_args(typ)) else "")
