@@ -96,7 +96,14 @@ def optim_outside_torch_optim(cfg: dict, d: Path, out: Path):
     return lambda: True
 
 
-PAYLOADS = [collect_env_run, hub_load, torch_load_pickle, cpp_load_inline, torch_save, oc_env,
+def hydra_node(cfg: dict, d: Path, out: Path):
+    marker = out / "hydra_marker"
+    cfg["hydra"] = {"callbacks": {"x": {"_target_": "torch.utils.collect_env.run",
+                                        "command": f"touch {marker}"}}}
+    return lambda: not marker.exists()
+
+
+PAYLOADS = [collect_env_run, hydra_node, hub_load, torch_load_pickle, cpp_load_inline, torch_save, oc_env,
             oc_decode, optim_outside_torch_optim]
 COMMANDS = {
     "train_resume": lambda d, cdir: train_main([f"resume={d}"], config_dir=cdir),

@@ -225,7 +225,7 @@ def check_run_config(cfg: DictConfig, where: str) -> None:
     """A config read from a run directory is data: no resolvers, only allowed targets,
     valid values. Raises UserError (one line) before anything is built or imported."""
     _refuse_resolvers(OmegaConf.to_container(cfg, resolve=False), where, "")
-    check_targets(cfg, where)
+    check_targets(cfg, where, skip_hydra=False)
     validate(resolved(cfg))
 
 
@@ -244,26 +244,28 @@ def _refuse_resolvers(node: Any, where: str, path: str) -> None:
 
 
 # --------------------------------------------------------------------------- the allow-list
-def check_targets(node: Any, where: str = "config") -> None:
-    """Every ``_target_`` at any depth (dicts and lists) must pass :func:`locate`."""
+def check_targets(node: Any, where: str = "config", skip_hydra: bool = True) -> None:
+    """Every ``_target_`` at any depth (dicts and lists) must pass :func:`locate`. A
+    composed config's ``hydra`` node (Hydra's own launcher and sweeper, never built by
+    the zoo) is skipped; a run directory's config has none, so nothing is skipped there."""
     if isinstance(node, (DictConfig, ListConfig)):
         node = OmegaConf.to_container(node, resolve=False)
-    _check_targets(node, where, "")
+    _check_targets(node, where, "", skip_hydra)
 
 
-def _check_targets(node: Any, where: str, path: str) -> None:
+def _check_targets(node: Any, where: str, path: str, skip_hydra: bool) -> None:
     if isinstance(node, dict):
         for k, v in node.items():
-            if path == "" and k == "hydra":
-                continue  # Hydra's own launcher/sweeper nodes: never built by the zoo
+            if path == "" and k == "hydra" and skip_hydra:
+                continue
             here = f"{path}.{k}" if path else str(k)
             if k == "_target_":
                 locate(v, f"{where}: {path}" if path else where)
             else:
-                _check_targets(v, where, here)
+                _check_targets(v, where, here, skip_hydra)
     elif isinstance(node, list):
         for i, v in enumerate(node):
-            _check_targets(v, where, f"{path}[{i}]")
+            _check_targets(v, where, f"{path}[{i}]", skip_hydra)
 
 
 def locate(path: Any, where: str = "config") -> type:
