@@ -23,6 +23,7 @@ usage: python train.py [key=value ...]
   trainer.device=auto|cpu|cuda|mps  seed=N  init_from=CKPT
   hydra.run.dir=DIR     where the run directory goes (default: a new
                         outputs/DATE/TIME_MODEL, with -2, -3, ... if that exists)
+  --cfg job|all         print the composed config (--resolve: resolved) without training
   any.config.key=value  (see configs/; +key=value adds a key)
   -m a=1,2 b=x,y        a sweep: one run per combination under multirun/DATE/TIME/N
 
@@ -100,6 +101,10 @@ def train_main(argv: list[str] | None = None, config_dir: Path | None = None) ->
     if any(a in ("-h", "--help", "help") for a in argv):
         print(USAGE_TRAIN + "\navailable configs:\n" + _listing(cdir))
         return 0
+    if any(a in ("--cfg", "-c") for a in argv):  # Hydra's convention: print the config, no training
+        from zoo.engine.config import print_config
+
+        return _guard(lambda: print_config(cdir, argv))
     if any(a in ("-m", "--multirun") for a in argv):
         return _guard(lambda: _multirun([a for a in argv if a not in ("-m", "--multirun")], cdir))
     code = _guard(lambda: _train(argv, cdir))
@@ -179,7 +184,7 @@ def _options(argv: list[str], allowed: set[str] | None, usage: str) -> dict[str,
 # --------------------------------------------------------------------------- evaluate
 USAGE_EVALUATE = """\
 usage: python evaluate.py run=DIR [ckpt=PATH] [split=test] [output=PATH] [device=auto]
-                          [save_predictions=PATH]
+                          [batch_size=N] [save_predictions=PATH]
        python evaluate.py task=detection gt=instances.json predictions=results.json
                           [iou_type=bbox|segm|keypoints] [protocol=coco|voc07|voc12] [output=PATH]
        python evaluate.py task=segmentation gt=DIR_OF_PNG predictions=DIR_OF_PNG

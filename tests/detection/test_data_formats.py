@@ -12,10 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
-from zoo.data.detection import (CocoData, DetectionTransform, VocData, YoloTxtData,
-                                build_detection_transforms, collate_detection)
+from zoo.data.detection import (
+    VOC_CLASSES,
+    CocoData,
+    DetectionTransform,
+    VocData,
+    YoloTxtData,
+    build_detection_transforms,
+    collate_detection,
+)
 from zoo.errors import DataError
 
 NAMES = ["ant", "bee", "cow"]
@@ -151,9 +159,9 @@ def test_bad_boxes_are_clipped_or_dropped_with_one_warning(tmp_path):
         {"id": 92, "image_id": 100, "category_id": 7, "bbox": [200, 5, 10, 10], "iscrowd": 0},  # outside
     ]
     write_coco(tmp_path / "coco", extra)
-    data = CocoData(root=str(tmp_path / "coco"), num_classes=3)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        data = CocoData(root=str(tmp_path / "coco"), num_classes=3)  # reads val when built
         ds = data.dataset("val")
     msgs = [str(w.message) for w in caught if "boxes" in str(w.message)]
     assert len(msgs) == 1 and "clipped 1" in msgs[0] and "dropped 2" in msgs[0]
@@ -225,11 +233,15 @@ def test_train_and_evaluate_on_a_dataset_on_disk(train, tmp_path, fmt, writer, m
 
     root, run = tmp_path / "data", tmp_path / "run"
     writer(root)
-    names = ["data.class_names=[ant,bee,cow]"] if fmt == "voc" else []  # not the 20 VOC classes
-    assert train(f"model={model}", f"data={fmt}", f"data.root={root}", "data.num_classes=3", *names,
+    # data.root alone: the class count and names are read from the files before the model
+    # is built, and the run's config records them.
+    assert train(f"model={model}", f"data={fmt}", f"data.root={root}",
                  "data.image_size=64", "data.num_workers=0", "data.batch_size=2",
                  "trainer=debug", "trainer.max_steps=2", "model.score_thresh=0.0",
                  f"hydra.run.dir={run}") == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["data"]["num_classes"] == saved["model"]["num_classes"] == 3
+    assert saved["data"]["class_names"] == NAMES
     results = tmp_path / "results.json"
     assert evaluate_main([f"run={run}", "split=val", f"save_predictions={results}"]) == 0
     metrics = json.loads((run / "eval_val" / "metrics.json").read_text())
@@ -243,3 +255,77 @@ def test_voc_class_names_given_as_a_string_is_a_data_error(tmp_path):
     write_voc(tmp_path / "voc")
     with pytest.raises(DataError, match="data.class_names must be a list"):
         VocData(root=str(tmp_path / "voc"), num_classes=3, class_names="ant")
+
+
+WRITERS = {"coco": write_coco, "voc": write_voc, "yolo_txt": write_yolo}
+
+
+@pytest.mark.parametrize("fmt", sorted(WRITERS))
+def test_class_metadata_is_read_from_the_files_and_checked(config_dir, tmp_path, fmt):
+    from zoo.engine.config import compose
+    from zoo.errors import UserError
+
+    root = tmp_path / "data"
+    WRITERS[fmt](root)
+    base = ["model=yolo", f"data={fmt}", f"data.root={root}"]
+    cfg = compose(config_dir, "train", base)
+    assert cfg.data.num_classes == 3 and list(cfg.data.class_names) == NAMES
+    assert cfg.model.num_classes == 3  # ${data.num_classes} resolves to what the files hold
+    # Values the config gives are checked against the files.
+    assert compose(config_dir, "train", [*base, "data.num_classes=3"]).data.num_classes == 3
+    with pytest.raises(UserError, match="set data.num_classes=3"):
+        compose(config_dir, "train", [*base, "data.num_classes=5"])
+    if fmt != "voc":
+        with pytest.raises(UserError, match="leave data.class_names unset"):
+            compose(config_dir, "train", [*base, "data.class_names=[cow,bee,ant]"])
+    else:  # VOC: given names fix the classes and their order; others in the files are refused
+        cfg = compose(config_dir, "train", [*base, "data.class_names=[cow,bee,ant]"])
+        assert list(cfg.data.class_names) == ["cow", "bee", "ant"]
+        with pytest.raises(DataError, match="not one of"):
+            VocData(root=str(root), class_names=["ant", "bee"])
+
+
+def test_voc_classes_all_from_voc_keep_the_20_devkit_classes(tmp_path):
+    root = tmp_path / "voc"
+    write_voc(root)
+    for xml in (root / "Annotations").glob("*.xml"):
+        xml.write_text(xml.read_text().replace("<name>ant<", "<name>cat<")
+                       .replace("<name>bee<", "<name>dog<").replace("<name>cow<", "<name>cow<"))
+    data = VocData(root=str(root))
+    assert data.meta["class_names"] == list(VOC_CLASSES) and data.meta["num_classes"] == 20
+    labels = data.dataset("val")[0][1]["labels"].tolist()
+    assert labels == [VOC_CLASSES.index("cat") + 1, VOC_CLASSES.index("cow") + 1]
+
+
+@pytest.mark.parametrize("fmt", ["coco", "voc"])
+def test_missing_image_is_found_when_the_data_is_built(train, tmp_path, capsys, fmt):
+    root, run = tmp_path / "data", tmp_path / "run"
+    WRITERS[fmt](root)
+    folder = root / ("val2017" if fmt == "coco" else "JPEGImages")
+    (folder / "img2.jpg").unlink()
+    (folder / "img1.jpg").unlink()
+    cls = CocoData if fmt == "coco" else VocData
+    with pytest.raises(DataError, match=r"2 of the 3 images of the val(2017)? split are missing, "
+                                        r"e\.g\. .*img1\.jpg"):
+        cls(root=str(root))
+    capsys.readouterr()
+    assert train("model=yolov1", f"data={fmt}", f"data.root={root}", "data.num_workers=0",
+                 "trainer=debug", f"hydra.run.dir={run}") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: 2 of the 3 images") and len(err.splitlines()) == 1, err
+    assert not (run / "checkpoints").exists()  # before the first step
+
+
+def test_missing_training_image_stops_before_the_first_step(train, tmp_path, capsys):
+    root, run = tmp_path / "coco", tmp_path / "run"
+    write_coco(root)
+    ann = root / "annotations" / "instances_train2017.json"
+    coco = json.loads(ann.read_text())
+    coco["images"].append({"id": 999, "file_name": "ghost.jpg", "width": 10, "height": 10})
+    ann.write_text(json.dumps(coco))
+    CocoData(root=str(root))  # the validation split is complete
+    assert train("model=yolov1", "data=coco", f"data.root={root}", "data.num_workers=0",
+                 "trainer=debug", "data.image_size=64", f"hydra.run.dir={run}") == 2
+    err = capsys.readouterr().err.strip()
+    assert "1 of the 4 images of the train2017 split are missing" in err and "ghost.jpg" in err, err
+    assert not (run / "checkpoints" / "last.pt").exists()

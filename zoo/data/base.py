@@ -15,8 +15,10 @@ from typing import Any, Callable
 from torch.utils.data import Dataset
 
 from zoo.errors import DataError, choices
+from zoo.registry import buildable
 
 
+@buildable
 class DataModule:
     """Base class. Subclasses implement ``build(split)`` and fill ``self.meta``.
 
@@ -46,6 +48,14 @@ class DataModule:
 
     def build(self, split: str) -> Dataset:
         raise NotImplementedError
+
+    @classmethod
+    def infer_meta(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """Metadata read from the files or derived from other keys (class names and count,
+        ``num_features``), given the data config as a dict; called before the model is
+        built so ``${data.num_classes}`` resolves. A value the config gives is checked
+        against what is found (``DataError`` if they differ). Default: nothing to add."""
+        return {}
 
     def dataset(self, split: str) -> Dataset:
         if split not in self.splits:

@@ -382,16 +382,20 @@ def collate_detection(batch: Sequence[tuple[torch.Tensor, dict]]) -> tuple[list,
 
 # -- DataModules ---------------------------------------------------------------------------
 class _DiskDetectionData(DataModule):
-    """Shared part of the on-disk formats: split names, augmentation, the class check."""
+    """Shared part of the on-disk formats: split names, augmentation, the class metadata
+    read from the files (:meth:`infer_meta`) and the check that every image a split lists
+    exists, made when the split is built (the validation split when the data is built)."""
 
-    def __init__(self, *, root: str, num_classes: int, image_size: int = 416,
+    def __init__(self, *, root: str, num_classes: int | None = None,
+                 class_names: Sequence[str] | None = None, image_size: int = 416,
                  train_split: str = "train", val_split: str = "val", test_split: str | None = None,
                  hflip: float = 0.5, color: float = 0.5, zoom_out: float = 0.0, crop: bool = False,
                  scale_range: Sequence[float] | None = (0.75, 1.25), **kwargs: Any) -> None:
-        super().__init__(root=root, num_classes=num_classes, image_size=image_size,
-                         train_split=train_split, val_split=val_split, test_split=test_split,
-                         hflip=hflip, color=color, zoom_out=zoom_out, crop=crop,
-                         scale_range=list(scale_range) if scale_range else None, **kwargs)
+        super().__init__(root=root, num_classes=num_classes, class_names=class_names,
+                         image_size=image_size, train_split=train_split, val_split=val_split,
+                         test_split=test_split, hflip=hflip, color=color, zoom_out=zoom_out,
+                         crop=crop, scale_range=list(scale_range) if scale_range else None,
+                         **kwargs)
         self.root = Path(root).expanduser()
         self.split_names = {"train": train_split, "val": val_split,
                             "test": test_split or val_split}
@@ -399,46 +403,87 @@ class _DiskDetectionData(DataModule):
         self.augment = dict(hflip=hflip, color=color, zoom_out=zoom_out, crop=crop,
                             size=image_size, scale_range=scale_range)
 
-    def _check_classes(self, names: list[str], where: str) -> None:
-        self.meta["class_names"] = names
-        if len(names) != int(self.meta["num_classes"]):
-            raise DataError(f"{where} has {len(names)} classes but data.num_classes="
-                            f"{self.meta['num_classes']}; set data.num_classes={len(names)}")
+    @classmethod
+    def class_names_on_disk(cls, config: dict[str, Any]) -> tuple[list[str], str]:
+        """The dataset's class names in label order (label = index + 1) and the file
+        they were read from."""
+        raise NotImplementedError
+
+    @classmethod
+    def infer_meta(cls, config: dict[str, Any]) -> dict[str, Any]:
+        names, where = cls.class_names_on_disk(config)
+        given_names = config.get("class_names")
+        if given_names is not None and list(given_names) != names:
+            raise DataError(f"data.class_names={list(given_names)} but {where} names {names}; "
+                            f"leave data.class_names unset to read them from the files")
+        given = config.get("num_classes")
+        if given is not None and given != len(names):
+            raise DataError(f"{where} has {len(names)} classes but data.num_classes={given}; "
+                            f"set data.num_classes={len(names)} or leave it unset (read from "
+                            f"the files)")
+        return {"num_classes": len(names), "class_names": names}
+
+    def _fill_meta(self) -> None:
+        """Class metadata from the files (when built outside a composed config), then a
+        first look at the validation split so a missing image stops the run at start."""
+        self.meta.update(type(self).infer_meta({**self.meta, "root": str(self.root)}))
+        self.dataset("val")
 
     def records(self, split: str) -> list[Record]:
         raise NotImplementedError
 
     def build(self, split: str) -> DetectionDataset:
+        records = self.records(split)
+        missing = [r.file for r in records if not r.file.is_file()]
+        if missing:
+            raise DataError(f"{len(missing)} of the {len(records)} images of the "
+                            f"{self.split_names[split]} split are missing, e.g. {missing[0]}")
         tf = build_detection_transforms(split == "train", **self.augment)
-        return DetectionDataset(self.records(split), tf)
+        return DetectionDataset(records, tf)
+
+
+def _coco_categories(ann: Path) -> list[dict]:
+    try:
+        with open(ann) as f:
+            cats = json.load(f)["categories"]
+        cats = sorted(({"id": int(c["id"]), "name": str(c["name"])} for c in cats),
+                      key=lambda c: c["id"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(
+            f"could not read {ann} ({type(e).__name__}); data=coco expects data.root with "
+            f"annotations/instances_{{train,val}}2017.json and train2017/, val2017/ image "
+            f"folders (split names: data.train_split, data.val_split)") from e
+    if not cats:
+        raise DataError(f"{ann} lists no categories")
+    return cats
 
 
 class CocoData(_DiskDetectionData):
     """COCO json detection data in the 2017 layout: ``root/annotations/instances_<split>.json``
-    and images in ``root/<split>/``. ``meta["label_to_cat_id"]`` maps labels 1..K back to
-    the json's category ids for results files."""
+    and images in ``root/<split>/``. Class names and count come from the validation
+    file's categories, in increasing id order; ``meta["label_to_cat_id"]`` maps labels
+    1..K back to the json's category ids for results files."""
 
-    def __init__(self, *, root: str = "datasets/coco", num_classes: int = 80,
+    ANN_FILE = "annotations/instances_{split}.json"
+
+    def __init__(self, *, root: str = "datasets/coco", num_classes: int | None = None,
                  train_split: str = "train2017", val_split: str = "val2017",
-                 ann_file: str = "annotations/instances_{split}.json",
-                 image_dir: str = "{split}", **kwargs: Any) -> None:
+                 ann_file: str = ANN_FILE, image_dir: str = "{split}", **kwargs: Any) -> None:
         super().__init__(root=root, num_classes=num_classes, train_split=train_split,
                          val_split=val_split, ann_file=ann_file, image_dir=image_dir, **kwargs)
         self.ann_file, self.image_dir = ann_file, image_dir
         # Categories come from the validation file (smaller than train2017's 450 MB) so the
         # class names are known before any split is built; train must agree.
-        ann = self._paths(self.split_names["val"])[0]
-        try:
-            with open(ann) as f:
-                cats = sorted(json.load(f)["categories"], key=lambda c: c["id"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise DataError(
-                f"could not read {ann} ({type(e).__name__}); data=coco expects data.root with "
-                f"annotations/instances_{{train,val}}2017.json and train2017/, val2017/ image "
-                f"folders (split names: data.train_split, data.val_split)") from e
-        self.cat_ids = [int(c["id"]) for c in cats]
-        self._check_classes([c["name"] for c in cats], str(ann))
+        self.cat_ids = [c["id"] for c in _coco_categories(self._paths(self.split_names["val"])[0])]
         self.meta["label_to_cat_id"] = {i + 1: cid for i, cid in enumerate(self.cat_ids)}
+        self._fill_meta()
+
+    @classmethod
+    def class_names_on_disk(cls, config: dict[str, Any]) -> tuple[list[str], str]:
+        ann = (Path(config.get("root", "datasets/coco")).expanduser()
+               / str(config.get("ann_file", cls.ANN_FILE)).format(
+                   split=config.get("val_split", "val2017")))
+        return [c["name"] for c in _coco_categories(ann)], str(ann)
 
     def _paths(self, split: str) -> tuple[Path, Path]:
         return (self.root / self.ann_file.format(split=split),
@@ -454,19 +499,55 @@ class CocoData(_DiskDetectionData):
 
 class VocData(_DiskDetectionData):
     """Pascal VOC detection data from a ``VOC2007``-style folder (``JPEGImages/``,
-    ``Annotations/``, ``ImageSets/Main/<split>.txt``); ``difficult`` flags kept."""
+    ``Annotations/``, ``ImageSets/Main/<split>.txt``); ``difficult`` flags kept.
 
-    def __init__(self, *, root: str = "datasets/VOC2007", num_classes: int = 20,
+    Without ``class_names`` the classes are read from every ``Annotations/*.xml``: the
+    20 VOC classes in the devkit's order when every name found is one of them (a subset
+    of VOC keeps VOC's label numbers), otherwise the sorted set of names found. Given
+    ``class_names`` fix the labels' order; an object of another class is an error."""
+
+    def __init__(self, *, root: str = "datasets/VOC2007", num_classes: int | None = None,
                  class_names: Sequence[str] | None = None, **kwargs: Any) -> None:
-        super().__init__(root=root, num_classes=num_classes, **kwargs)
-        if not (self.root / "Annotations").is_dir():
-            raise DataError(f"no Annotations/ folder under {self.root}; data=voc expects "
-                            f"data.root at a VOC2007-style folder with JPEGImages/, Annotations/ "
-                            f"and ImageSets/Main/train.txt, val.txt")
         if isinstance(class_names, str):  # data.class_names=ant would be read as a, n, t
             raise DataError(f"data.class_names must be a list, e.g. 'data.class_names=[{class_names},...]', "
                             f"got the string '{class_names}'")
-        self._check_classes(list(class_names or VOC_CLASSES), str(self.root))
+        super().__init__(root=root, num_classes=num_classes, class_names=class_names, **kwargs)
+        self._fill_meta()
+
+    @classmethod
+    def infer_meta(cls, config: dict[str, Any]) -> dict[str, Any]:
+        names = config.get("class_names")
+        if names is None:
+            return super().infer_meta(config)
+        if isinstance(names, str):
+            raise DataError(f"data.class_names must be a list, e.g. 'data.class_names=[{names},...]', "
+                            f"got the string '{names}'")
+        given = config.get("num_classes")
+        if given is not None and given != len(names):
+            raise DataError(f"data.class_names has {len(names)} classes but data.num_classes="
+                            f"{given}; set data.num_classes={len(names)} or leave it unset")
+        return {"num_classes": len(names), "class_names": list(names)}
+
+    @classmethod
+    def class_names_on_disk(cls, config: dict[str, Any]) -> tuple[list[str], str]:
+        root = Path(config.get("root", "datasets/VOC2007")).expanduser()
+        folder = root / "Annotations"
+        if not folder.is_dir():
+            raise DataError(f"no Annotations/ folder under {root}; data=voc expects "
+                            f"data.root at a VOC2007-style folder with JPEGImages/, Annotations/ "
+                            f"and ImageSets/Main/train.txt, val.txt")
+        found: set[str] = set()
+        for xml_file in sorted(folder.glob("*.xml")):
+            try:
+                found.update((o.findtext("name") or "").strip()
+                             for o in ET.parse(xml_file).getroot().iter("object"))
+            except (OSError, ET.ParseError) as e:
+                raise DataError(f"could not read VOC annotation {xml_file} ({e})") from e
+        found.discard("")
+        if not found:
+            raise DataError(f"no <object><name> in any {folder}/*.xml; set data.class_names")
+        names = list(VOC_CLASSES) if found <= set(VOC_CLASSES) else sorted(found)
+        return names, str(folder)
 
     def records(self, split: str) -> list[Record]:
         return read_voc(self.root, self.split_names[split], self.meta["class_names"])
@@ -476,12 +557,17 @@ class YoloTxtData(_DiskDetectionData):
     """YOLO txt detection data: ``root/data.yaml`` names the ``train:``/``val:`` image
     folders and the class ``names:``; labels live in ``labels/`` beside ``images/``."""
 
-    def __init__(self, *, root: str = "datasets/yolo", num_classes: int = 80,
+    def __init__(self, *, root: str = "datasets/yolo", num_classes: int | None = None,
                  data_yaml: str = "data.yaml", **kwargs: Any) -> None:
         super().__init__(root=root, num_classes=num_classes, data_yaml=data_yaml, **kwargs)
         self.data_yaml = data_yaml
-        _, names = read_yolo_names(self.root / data_yaml)
-        self._check_classes(names, str(self.root / data_yaml))
+        self._fill_meta()
+
+    @classmethod
+    def class_names_on_disk(cls, config: dict[str, Any]) -> tuple[list[str], str]:
+        path = (Path(config.get("root", "datasets/yolo")).expanduser()
+                / str(config.get("data_yaml", "data.yaml")))
+        return read_yolo_names(path)[1], str(path)
 
     def records(self, split: str) -> list[Record]:
         return read_yolo_txt(self.root, self.split_names[split], self.data_yaml)

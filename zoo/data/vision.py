@@ -63,6 +63,24 @@ class ImageClassificationData(DataModule):
     chosen by the config keys ``image_size``, ``augment_shift`` and ``augment_hflip``.
     """
 
+    @classmethod
+    def infer_meta(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """``num_features = channels * image_size^2`` (what flat models read), computed."""
+        channels, size = config.get("channels"), config.get("image_size")
+        if channels is None or size is None:
+            return {}
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                   for v in (channels, size)):
+            raise DataError(f"data.channels={channels} and data.image_size={size} must be "
+                            f"positive integers")
+        n = channels * size ** 2
+        given = config.get("num_features")
+        if given is not None and given != n:
+            raise DataError(f"data.num_features={given} but data.channels * data.image_size^2 "
+                            f"= {channels} * {size}^2 = {n}; leave data.num_features unset "
+                            f"(it is computed)")
+        return {"num_features": n}
+
     def _check_meta(self, num_classes: int, channels: int, where: str) -> None:
         for key, found in (("num_classes", num_classes), ("channels", channels)):
             want = self.meta.get(key)
@@ -305,36 +323,57 @@ def load_image(path: Path, channels: int, size: int) -> torch.Tensor:
 
 class ImageFolderData(ImageClassificationData):
     """Images sorted into one folder per class (torchvision's ImageFolder layout), resized
-    to ``image_size`` when read; classes are the sorted folder names of ``train``."""
+    to ``image_size`` when read; classes are the sorted folder names of ``train``, read
+    before the model is built (:meth:`infer_meta`). Every split's folders are checked
+    when the data is built: class folders unknown to train, or a split without images."""
 
     def __init__(self, *, root: str = "datasets/image_folder", image_size: int = 32,
                  channels: int = 3, **kwargs: Any) -> None:
         super().__init__(root=root, image_size=image_size, channels=channels, **kwargs)
         root_path = Path(root)
+        if int(channels) not in (1, 3):
+            raise DataError(f"data.channels={channels} must be 1 (grey) or 3 (RGB)")
+        self.splits = ("train", "val", "test") if (root_path / "test").is_dir() else ("train", "val")
+        self.meta.update(self.infer_meta({**self.meta, "root": root}))
+        classes = self.meta["class_names"]
+        self._check_meta(len(classes), int(channels), f"{root_path / 'train'}")
+        for split in self.splits:  # every split's folders checked now, not at the first validation
+            self._list_split(split)
+
+    @classmethod
+    def infer_meta(cls, config: dict[str, Any]) -> dict[str, Any]:
+        meta = super().infer_meta(config)
+        root_path = Path(config.get("root", "datasets/image_folder"))
         if not (root_path / "train").is_dir() or not (root_path / "val").is_dir():
             raise DataError(f"no image folders found under {root_path}; expected "
                             f"{_FOLDER_LAYOUT.replace('ROOT', str(root_path))}")
         classes, _ = list_image_folder(root_path / "train")
         if not classes:
             raise DataError(f"{root_path / 'train'} has no class folders; expected {_FOLDER_LAYOUT}")
-        if int(channels) not in (1, 3):
-            raise DataError(f"data.channels={channels} must be 1 (grey) or 3 (RGB)")
-        self.splits = ("train", "val", "test") if (root_path / "test").is_dir() else ("train", "val")
-        self.meta["class_names"] = classes
-        self._check_meta(len(classes), int(channels), f"{root_path / 'train'}")
+        given = config.get("class_names")
+        if given is not None and list(given) != classes:
+            raise DataError(f"data.class_names={list(given)} but the class folders of "
+                            f"{root_path / 'train'} are {classes}; leave data.class_names unset")
+        n = config.get("num_classes")
+        if n is not None and n != len(classes):
+            raise DataError(f"data.num_classes={n} but {root_path / 'train'} has {len(classes)} "
+                            f"classes; set data.num_classes={len(classes)} or leave it unset")
+        return {**meta, "num_classes": len(classes), "class_names": classes}
 
-    def build(self, split: str) -> Dataset:
+    def _list_split(self, split: str) -> list[tuple[Path, str]]:
         split_dir = Path(self.meta["root"]) / split
-        classes = self.meta["class_names"]
         found, files = list_image_folder(split_dir)
-        unknown = sorted(set(found) - set(classes))
+        unknown = sorted(set(found) - set(self.meta["class_names"]))
         if unknown:
             raise DataError(f"{split_dir} has class folders not in train: {', '.join(unknown)}")
         if not files:
             raise DataError(f"{split_dir} holds no images; expected {_FOLDER_LAYOUT}")
-        index = {c: i for i, c in enumerate(classes)}
+        return files
+
+    def build(self, split: str) -> Dataset:
+        files = self._list_split(split)
+        index = {c: i for i, c in enumerate(self.meta["class_names"])}
         size, channels = int(self.meta["image_size"]), int(self.meta["channels"])
         images = torch.stack([load_image(f, channels, size) for f, _ in files])
         labels = torch.tensor([index[c] for _, c in files], dtype=torch.int64)
         return self._dataset(split, images, labels)
-

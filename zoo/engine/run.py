@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.engine import checkpoint as C
-from zoo.engine.config import check_targets
+from zoo.engine.config import check_run_config
 from zoo.errors import TrainingCrashed, UserError
 
 
@@ -53,7 +53,7 @@ def load_run_config(run_dir: Path) -> DictConfig:
     for key in ("model", "data"):
         if key not in cfg:
             raise UserError(f"{path} has no '{key}' section; is it a zoo run config?")
-    check_targets(cfg, where=str(path))
+    check_run_config(cfg, where=str(path))
     return cfg
 
 
@@ -142,10 +142,9 @@ def new_config(config_dir: Path, overrides: list[str]) -> tuple[DictConfig, Path
     """Compose a new run's config. Returns ``(cfg, run_dir, explicit)``: ``explicit`` is
     False when ``run_dir`` is the default (time and model name), which ``train`` then
     makes unique."""
-    from zoo.engine.config import apply_trainer_profile, compose
+    from zoo.engine.config import compose
 
     cfg = compose(config_dir, "train", overrides)
-    apply_trainer_profile(cfg, config_dir, overrides)
     choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
     try:
         run_dir = Path(cfg.hydra.run.dir)
@@ -209,6 +208,9 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
             OmegaConf.update(cfg, bare, value, merge=True)
         except Exception as e:
             raise UserError(f"bad override '{ov}': {str(e).splitlines()[0]}") from None
+    from zoo.engine.config import validate
+
+    validate(cfg)
     return cfg
 
 

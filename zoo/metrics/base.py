@@ -20,7 +20,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from zoo.registry import buildable
 
+
+@buildable
 class Evaluator:
     """Base class: subclasses define ``reset``, ``update``, ``compute``, and keep
     their state in attributes listed in ``state_keys`` (each a list that ``merge``

@@ -33,7 +33,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo.registry import buildable
 
+
+@buildable
 class ZooModel(nn.Module):
     """Base class with the contract's defaults. Subclasses override what they need."""
 
