@@ -12,7 +12,7 @@ from zoo.data.digits import DigitsData
 from zoo.data.tabular import MoonsData, RegressionData, XORData
 from zoo.errors import UserError
 from zoo.models.classification.alexnet import AlexNet
-from zoo.models.classification.base import prediction_grid
+from zoo.tasks.classification import prediction_grid
 from zoo.models.classification.lenet import LeNet5
 from zoo.models.classification.linear import (
     LinearRegression,

@@ -10,10 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.errors import UserError, choices
-from zoo.metrics.classification import batch_labels
-from zoo.metrics.regression import RegressionEvaluator
+from zoo.data.batches import inputs_of, labels_of
 from zoo.models.base import ZooModel
-from zoo.models.classification.base import Classifier, batch_inputs, check_flat_input
+from zoo.models.classification.base import Classifier, check_flat_input
 
 SOLVERS = ("closed_form", "gd")
 LINKS = ("auto", "sigmoid", "softmax")
@@ -68,6 +67,8 @@ class LinearRegression(ZooModel):
     ``Lasso(alpha=l1 / (2 N))``.
     """
 
+    task = "regression"
+
     def __init__(self, *, in_features: int, solver: str = "closed_form", l2: float = 0.0,
                  l1: float = 0.0, fit_intercept: bool = True) -> None:
         super().__init__()
@@ -108,7 +109,7 @@ class LinearRegression(ZooModel):
             self.linear.bias.copy_(b.reshape(1).to(self.linear.bias))
 
     def training_step(self, batch: Any, group: str = "main") -> dict[str, torch.Tensor]:
-        x, y = batch_inputs(batch), batch_labels(batch).float()
+        x, y = inputs_of(batch), labels_of(batch).float()
         out = {"loss_mse": F.mse_loss(self(x), y)}
         if self.l2 > 0:
             out["loss_l2"] = self.l2 * self.linear.weight.pow(2).sum() / self.num_train
@@ -124,10 +125,7 @@ class LinearRegression(ZooModel):
 
     @torch.no_grad()
     def predict(self, batch: Any) -> torch.Tensor:
-        return self(batch_inputs(batch))
-
-    def build_evaluator(self, meta: dict) -> RegressionEvaluator:
-        return RegressionEvaluator()
+        return self(inputs_of(batch))
 
 
 class LogisticRegression(Classifier):

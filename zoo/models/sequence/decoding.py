@@ -1,5 +1,5 @@
 """Autoregressive decoding shared by the encoder-decoder models (LSTM seq2seq, Transformer):
-greedy decoding, beam search, and the ``predict.py input=...`` hook.
+greedy decoding and beam search.
 
 A model describes one decoder step as ``step(tokens, state) -> (log_probs, state)``:
 tokens (N, t) are all tokens emitted so far (starting with ``<bos>``), log_probs (N, V)
@@ -10,14 +10,12 @@ so beam search can keep the survivors.
 
 from __future__ import annotations
 
-import pathlib
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from zoo.errors import UserError
-from zoo.models.sequence.generation import parse_options, text_option
+from zoo.data.batches import TokenBatch
 
 StepFn = Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]
 ReorderFn = Callable[[Any, torch.Tensor], Any]
@@ -100,8 +98,10 @@ class Translator:
     """Mixin for encoder-decoder models. A model defines ``encode(src) -> state``,
     ``_step(tokens, state) -> (log_probs of the next token, state)`` and
     ``_reorder(state, idx)``, and attributes ``bos_id, eos_id, pad_id, max_len,
-    beam_size``; this mixin decodes greedily or by beam search, predicts, scores exact
-    match, and serves ``predict.py run=DIR input="March 5, 2024" [beam_size=4]``."""
+    beam_size``; this mixin decodes greedily or by beam search and predicts (the
+    seq2seq task scores exact match and serves ``predict.py input="March 5, 2024"``)."""
+
+    task = "seq2seq"
 
     @torch.no_grad()
     def translate(self, src: torch.Tensor, beam_size: int = 1) -> torch.Tensor:
@@ -116,26 +116,4 @@ class Translator:
 
     @torch.no_grad()
     def predict(self, batch: Any) -> torch.Tensor:
-        return self.translate(batch[0], self.beam_size)  # type: ignore[attr-defined]
-
-    def build_evaluator(self, meta: dict) -> Any:
-        from zoo.metrics.language import ExactMatchEvaluator
-
-        return ExactMatchEvaluator(eos_id=self.eos_id, pad_id=self.pad_id, skip=1)  # type: ignore[attr-defined]
-
-    @torch.no_grad()
-    def predict_cli(self, options: dict[str, str], data: Any,
-                    output: pathlib.Path | None = None) -> None:
-        opt = parse_options(options, {"input": text_option, "beam_size": int},
-                            {"input": None, "beam_size": 1})
-        if not opt["input"]:
-            raise UserError("pass input=TEXT, the string to translate")
-        vocab = getattr(data, "vocab", None)
-        if vocab is None:
-            raise UserError("this run's data config has no task vocabulary to encode input with")
-        device = next(self.parameters()).device  # type: ignore[attr-defined]
-        src = torch.tensor([vocab.encode(opt["input"])], dtype=torch.int64, device=device)
-        out = vocab.decode(self.translate(src, max(opt["beam_size"], 1))[0].tolist())
-        print(out)
-        if output is not None:
-            pathlib.Path(output).write_text(out + "\n", encoding="utf-8")
+        return self.translate(TokenBatch.of(batch).inputs, self.beam_size)  # type: ignore[attr-defined]
