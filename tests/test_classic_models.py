@@ -306,7 +306,9 @@ def test_classifier_pictures_and_evaluator():
     preds = model.predict((x, y))
     images = model.log_images((x, y), preds)
     grid = images["predictions"]
-    assert grid.shape == (3, 64, 5 * 64) and 0 <= grid.min() and grid.max() <= 1
+    # 64-pixel tiles, each with the predicted and true class written under it
+    assert grid.shape[0] == 3 and grid.shape[1] > 64 and grid.shape[2] == 5 * 64
+    assert 0 <= grid.min() and grid.max() <= 1
     ev = model.build_evaluator({"num_classes": 10, "class_names": list("abcdefghij")})
     ev.update(preds, (x, y))
     assert ev.compute()["num_samples"] == 5

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.base import DataModule
+from zoo.data.batches import DetectionBatch
 from zoo.errors import DataError, choices
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -374,10 +375,10 @@ class DetectionDataset(Dataset):
         return torch.from_numpy(np.concatenate(rows)) if rows else torch.zeros(0, 2)
 
 
-def collate_detection(batch: Sequence[tuple[torch.Tensor, dict]]) -> tuple[list, list]:
-    """``[(image, target), ...]`` -> ``(list of images, list of targets)``."""
+def collate_detection(batch: Sequence[tuple[torch.Tensor, dict]]) -> DetectionBatch:
+    """``[(image, target), ...]`` -> ``DetectionBatch(list of images, list of targets)``."""
     images, targets = zip(*batch) if batch else ((), ())
-    return list(images), list(targets)
+    return DetectionBatch(list(images), list(targets))
 
 
 # -- DataModules ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.base import DataModule
+from zoo.data.batches import collate_tokens
 from zoo.errors import DataError, UserError, choices
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
@@ -322,6 +323,8 @@ class TextData(DataModule):
             in order (``shuffle = False``), for recurrent models that carry their state.
     """
 
+    collate_fn = staticmethod(collate_tokens)  # batches are TokenBatch(inputs, targets)
+
     def __init__(self, *, path: str | None = None, tokenizer: str = "char", vocab_size: int = 128,
                  seq_len: int = 128, split: Sequence[float] = (0.9, 0.05, 0.05),
                  contiguous: bool = False, **kw: Any) -> None:
@@ -445,6 +448,8 @@ class BertPretrainData(TextData):
     ``mlm_labels`` (B, seq_len) and ``nsp_label`` (B,), segments of (seq_len - 3) // 2
     tokens. Same tokenizer settings as ``TextData``, so a GPT and a BERT share ids."""
 
+    collate_fn = None  # dict samples: torch's default collate keeps the keys
+
     def __init__(self, *, mask_prob: float = 0.15, seed: int = 1234, **kw: Any) -> None:
         super().__init__(**kw)
         self._meta.update(mask_prob=mask_prob, seed=seed)
@@ -495,6 +500,8 @@ class ShuffledWordsData(TextData):
     text, half of them with their words shuffled; label 1 = shuffled. Deciding needs a
     feel for the language, which pre-training provides. Batches are dicts with
     ``input_ids``, ``segment_ids`` (B, seq_len) and ``label`` (B,)."""
+
+    collate_fn = None  # dict samples: torch's default collate keeps the keys
 
     def __init__(self, *, seed: int = 1234, **kw: Any) -> None:
         super().__init__(**kw)

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.base import DataModule
+from zoo.data.batches import collate_labelled
 from zoo.data.transforms import random_hflip, random_shift, resize, to_float_image
 from zoo.errors import DataError
 
@@ -60,6 +61,8 @@ class ImageClassificationData(DataModule):
     to wrap a split's tensors with the resize and (training only) augmentation
     chosen by the config keys ``image_size``, ``augment_shift`` and ``augment_hflip``.
     """
+
+    collate_fn = staticmethod(collate_labelled)  # batches are LabelledBatch(inputs, labels)
 
     def _check_meta(self, num_classes: int, channels: int, where: str) -> None:
         for key, found in (("num_classes", num_classes), ("channels", channels)):

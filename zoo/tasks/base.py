@@ -93,7 +93,13 @@ class Option:
             try:
                 value: Any = int(raw)
             except ValueError:
-                raise UserError(f"{key} must be a whole number, got '{raw}'") from None
+                try:  # 1e8 and 5.0 are whole numbers too
+                    number = float(raw)
+                except ValueError:
+                    number = math.nan
+                if not (math.isfinite(number) and number.is_integer()):
+                    raise UserError(f"{key} must be a whole number, got '{raw}'") from None
+                value = int(number)
         elif self.kind == "float":
             try:
                 value = float(raw)
