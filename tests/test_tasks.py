@@ -247,8 +247,12 @@ def test_classifier_grid_names_the_true_class_and_marks_wrong_ones():
     red = (grid[0] > 0.8) & (grid[1] < 0.35)
     green = (grid[1] > 0.7) & (grid[0] < 0.35)
     assert green[:, :64].any() and not red[:64, :64].any() and red[:64, 64:128].any()
-    other = task.images(LabelledBatch(x, torch.tensor([0, 0])), logits, meta)["predictions"]
-    assert not torch.equal(grid, other)  # the true label is written, not only the prediction
+    # two wrong predictions of "cat" that differ only in the true class: the text differs
+    meta3 = {"num_classes": 3, "class_names": ["cat", "dog", "eel"]}
+    logits3 = torch.tensor([[5.0, 0.0, 0.0], [5.0, 0.0, 0.0]])
+    dog = task.images(LabelledBatch(x, torch.tensor([1, 1])), logits3, meta3)["predictions"]
+    eel = task.images(LabelledBatch(x, torch.tensor([2, 2])), logits3, meta3)["predictions"]
+    assert not torch.equal(dog, eel)
 
 
 def test_caption_picture_shows_generated_and_true_captions():
@@ -263,6 +267,9 @@ def test_caption_picture_shows_generated_and_true_captions():
     red = (text[0] > 0.8) & (text[1] < 0.35) & (text[2] < 0.35)
     green = (text[1] > 0.7) & (text[0] < 0.35)
     assert green[:half].any() and not red[:half].any() and red[half:].any()
+    # the true caption is written too: another true caption, same generated one
+    other = CaptionBatch(batch.images, torch.tensor([[1, 4, 5, 2], [1, 6, 6, 2]]))
+    assert not torch.equal(pic, get_task("captioning").images(other, preds, {"vocab": itos})["captions"])
 
 
 # -- evaluators from the evaluator: node -----------------------------------------------------
@@ -331,3 +338,32 @@ def test_model_without_a_task_is_one_line():
 def test_predict_on_a_missing_run_is_one_line(capsys):
     assert predict_main(["run=/no/such/run", "temperature=-1"]) == 2
     assert "run directory does not exist" in capsys.readouterr().err
+
+
+def test_evaluate_run_takes_evaluator_settings_and_checks_the_output_form(train, tmp_path, capsys):
+    import json
+
+    run = tmp_path / "mlp"
+    assert train("model=mlp", "data=digits", "trainer=debug", f"hydra.run.dir={run}") == 0
+    assert evaluate_main([f"run={run}", "split=val", "evaluator.topk=[2,3]"]) == 0
+    metrics = json.loads((run / "eval_val" / "metrics.json").read_text())
+    assert {"top2_accuracy", "top3_accuracy"} <= set(metrics) and "top5_accuracy" not in metrics
+    assert (run / "eval_val" / "confusion_matrix.png").is_file()
+    capsys.readouterr()
+    assert evaluate_main([f"run={run}", "evaluator.protocols=coco"]) == 2
+    assert "unknown evaluator setting 'protocols' for task classification" in capsys.readouterr().err
+    assert predict_main([f"run={run}", "images=a.png", "topk=0"]) == 2
+    assert "topk must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_tagger_predicts_one_tag_per_symbol(tmp_path, capsys):
+    from zoo.data.seq_tasks import SeqTaskData
+    from zoo.models.sequence.classifier import RecurrentTagger
+
+    data = SeqTaskData(task="running_parity", train_size=4, val_size=4, test_size=4)
+    model = RecurrentTagger(vocab_size=len(data.vocab), num_classes=2, hidden_size=8)
+    written = get_task("tagging").predict(_Run(model, data), {"input": "0110"}, tmp_path)
+    line = capsys.readouterr().out.strip()
+    assert len(line.split()) == 4 and line.startswith("0:") and written == [tmp_path / "tags.txt"]
+    with pytest.raises(UserError, match="vocabulary"):
+        get_task("tagging").predict(_Run(model, data), {"input": "01x"}, None)

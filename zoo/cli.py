@@ -255,8 +255,15 @@ def usage_evaluate() -> str:
              "         writes RUN/eval_<split>/metrics.json (or output=PATH) and its plots beside it"]
     for task in all_tasks():
         if task.file_options:
-            lines.append(f"       python evaluate.py {task.file_usage()}")
+            lines.append(_wrap(f"       python evaluate.py {task.file_usage()}", 26))
     return "\n".join(lines) + "\n"
+
+
+def _wrap(line: str, indent: int, width: int = 100) -> str:
+    import textwrap
+
+    return textwrap.fill(line, width, subsequent_indent=" " * indent, break_long_words=False,
+                         break_on_hyphens=False)
 
 
 def usage_predict() -> str:
@@ -268,7 +275,7 @@ def usage_predict() -> str:
     lines = ["usage: python predict.py run=DIR [ckpt=PATH] [device=auto] [output=DIR] [key=value ...]",
              "  output=DIR is a folder (created); each mode writes the files named after -> into it",
              "  and prints what it wrote. The run's model decides the mode:"]
-    lines += [f"  {title + ':':<{w}}{text}" for title, text in modes]
+    lines += [_wrap(f"  {title + ':':<{w}}{text}", w + 2) for title, text in modes]
     return "\n".join(lines) + "\n"
 
 
