@@ -12,7 +12,6 @@ from zoo.data.digits import DigitsData
 from zoo.data.tabular import MoonsData, RegressionData, XORData
 from zoo.errors import UserError
 from zoo.models.classification.alexnet import AlexNet
-from zoo.tasks.classification import prediction_grid
 from zoo.models.classification.lenet import LeNet5
 from zoo.models.classification.linear import (
     LinearRegression,
@@ -27,6 +26,7 @@ from zoo.models.classification.shufflenet import ShuffleNetV2
 from zoo.models.classification.spp import SpatialPyramidPooling
 from zoo.models.classification.squeezenet import SqueezeNet
 from zoo.models.classification.vgg import VGG16
+from zoo.tasks.classification import prediction_grid
 
 
 def fit(model, data, epochs: int, lr: float, weight_decay: float = 0.0, seed: int = 0) -> None:

@@ -85,6 +85,6 @@ def test_model_contract(name, train, tmp_path):
     ev.update(out1, batch)
     assert any(isinstance(v, (int, float)) for v in ev.compute().values())
     pictures = task.images(batch, out1, data.meta)
-    for name, image in pictures.items():
-        assert image.ndim == 3 and image.shape[0] == 3, name
-        assert 0 <= float(image.min()) and float(image.max()) <= 1, name
+    for key, image in pictures.items():
+        assert image.ndim == 3 and image.shape[0] == 3, key
+        assert 0 <= float(image.min()) and float(image.max()) <= 1, key

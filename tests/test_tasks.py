@@ -12,8 +12,14 @@ import torch
 import yaml
 
 from zoo.cli import evaluate_main, predict_main, usage_evaluate, usage_predict
-from zoo.data.batches import (CaptionBatch, DetectionBatch, LabelledBatch, SegmentationBatch,
-                              TokenBatch, labels_of)
+from zoo.data.batches import (
+    CaptionBatch,
+    DetectionBatch,
+    LabelledBatch,
+    SegmentationBatch,
+    TokenBatch,
+    labels_of,
+)
 from zoo.errors import UserError
 from zoo.tasks import all_tasks, get_task, task_of
 from zoo.tasks.base import ModelOutputError, Option, parse_options

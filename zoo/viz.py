@@ -7,8 +7,9 @@ returns and TensorBoard expects; drawing goes through torchvision's uint8 utilit
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -158,7 +159,7 @@ RED = (240, 60, 60)
 GREY = (170, 170, 170)
 
 
-def font(size: int = 11):  # noqa: ANN201 - a PIL font
+def font(size: int = 11) -> Any:
     """PIL's bundled font at ``size`` pixels (no font file needed)."""
     from PIL import ImageFont
 

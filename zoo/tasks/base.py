@@ -230,7 +230,7 @@ class Task:
     def build_evaluator(self, model: Any, meta: Mapping[str, Any], spec: Any = None) -> Evaluator:
         raise NotImplementedError(f"task {self.name} builds no evaluator")
 
-    def check_output(self, predictions: Any, batch: Any) -> None:  # noqa: B027 - optional
+    def check_output(self, predictions: Any, batch: Any) -> None:
         pass
 
     def save_plots(self, evaluator: Evaluator, directory: Path) -> list[Path]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +56,7 @@ def caption_picture(images: torch.Tensor, generated: Sequence[str], truth: Seque
 class CaptioningTask(Task):
     name = "captioning"
     title = "captioning models"
-    predict_options = {
+    predict_options: ClassVar[dict[str, Option]] = {
         "split": Option("str", "test", "which split's scenes", metavar="SPLIT"),
         "index": Option("int", 0, "first scene", low=0),
         "count": Option("int", 5, "how many scenes", low=1, high=1000),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -73,13 +73,13 @@ def prediction_grid(images: torch.Tensor, labels: torch.Tensor, logits: torch.Te
 class ClassificationTask(Task):
     name = "classification"
     title = "classifiers"
-    predict_options = {
+    predict_options: ClassVar[dict[str, Option]] = {
         "images": Option("str", required=True, metavar="PATH[,PATH...]",
                          help="images to classify, read as the data config reads its images"),
         "topk": Option("int", 3, "how many classes to print per image", low=1, metavar="K"),
     }
     predict_writes = "predictions.txt"
-    evaluator_keys = {"topk": "the k's of top-k accuracy (default [5])"}
+    evaluator_keys: ClassVar[dict[str, str]] = {"topk": "the k's of top-k accuracy (default [5])"}
 
     def build_evaluator(self, model: Any, meta: Mapping[str, Any], spec: Any = None) -> Any:
         from zoo.metrics.classification import ClassificationEvaluator

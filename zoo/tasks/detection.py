@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from zoo import viz
-from zoo.data.batches import DetectionBatch, detection_images
+from zoo.data.batches import DetectionBatch
 from zoo.errors import UserError
 from zoo.tasks.base import Option, Task, as_list, evaluator_spec, model_device, output_dir, shape_of
 
@@ -78,13 +78,13 @@ def detection_key(names: Sequence[str], width: int, thresh: float) -> torch.Tens
 class DetectionTask(Task):
     name = "detection"
     title = "detectors"
-    predict_options = {
+    predict_options: ClassVar[dict[str, Option]] = {
         "source": Option("str", required=True, metavar="IMAGE_OR_FOLDER", help="images to detect in"),
         "score_thresh": Option("float", PICTURE_THRESH, "lowest score drawn and listed", low=0, high=1),
         "json": Option("str", None, "also write the detections to this json file", metavar="PATH"),
     }
     predict_writes = "<image>.png, detections.json"
-    file_options = {
+    file_options: ClassVar[dict[str, Option]] = {
         "gt": Option("str", required=True, metavar="instances.json"),
         "predictions": Option("str", required=True, metavar="results.json"),
         "iou_type": Option("str", metavar="bbox|segm|keypoints"),
@@ -93,7 +93,7 @@ class DetectionTask(Task):
         "backend": Option("str", metavar="faster_coco_eval|pycocotools"),
         "output": Option("str", metavar="PATH"),
     }
-    evaluator_keys = {"protocols": "coco, voc07, voc12 (default all three)",
+    evaluator_keys: ClassVar[dict[str, str]] = {"protocols": "coco, voc07, voc12 (default all three)",
                       "iou_types": "bbox, segm, keypoints (default [bbox]; the first one's numbers "
                                    "keep their names)",
                       "backend": "faster_coco_eval or pycocotools"}

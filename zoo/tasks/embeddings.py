@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -21,7 +21,7 @@ from zoo.tasks.base import Option, Task, evaluator_spec, model_device, output_di
 class EmbeddingsTask(Task):
     name = "embeddings"
     title = "word embeddings"
-    predict_options = {
+    predict_options: ClassVar[dict[str, Option]] = {
         "word": Option("str", None, "words to find neighbours of", metavar="WORD[,WORD...]"),
         "k": Option("int", 5, "neighbours per word", low=1, high=1000),
         "export": Option("str", None, "write every vector to this file", metavar="PATH"),

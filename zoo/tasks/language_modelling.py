@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -63,7 +63,7 @@ def generate(model: Any, ids: torch.Tensor, max_new_tokens: int, temperature: fl
 class LanguageModellingTask(Task):
     name = "language_modelling"
     title = "language models"
-    predict_options = {
+    predict_options: ClassVar[dict[str, Option]] = {
         "prompt": Option("text", "\n", "text to continue", metavar="TEXT"),
         "max_new_tokens": Option("int", 200, "tokens to add", low=0, high=MAX_NEW_TOKENS),
         "temperature": Option("float", 0.8, "0 = greedy", low=0, metavar="T"),

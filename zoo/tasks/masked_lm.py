@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -24,7 +24,7 @@ CLS_ID, SEP_ID, MASK_ID, NUM_SPECIALS = 2, 3, 4, 5  # zoo.data.text.SPECIALS
 class MaskedLMTask(Task):
     name = "masked_lm"
     title = "masked language models"
-    predict_options = {
+    predict_options: ClassVar[dict[str, Option]] = {
         "text": Option("text", required=True, metavar="TEXT_WITH___",
                        help="text with one placeholder character per token to fill in"),
         "mask": Option("str", "_", "the placeholder character", metavar="CHAR"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ def label_map(predictions: torch.Tensor) -> torch.Tensor:
 class SegmentationTask(Task):
     name = "segmentation"
     title = "segmenters"
-    file_options = {
+    file_options: ClassVar[dict[str, Option]] = {
         "gt": Option("str", required=True, metavar="DIR_OF_PNG"),
         "predictions": Option("str", required=True, metavar="DIR_OF_PNG"),
         "num_classes": Option("str", required=True, metavar="N"),
@@ -41,7 +41,7 @@ class SegmentationTask(Task):
         "class_names": Option("str", metavar="a,b,..."),
         "output": Option("str", metavar="PATH"),
     }
-    evaluator_keys = {"ignore_index": "the mask value that is not scored (default: the data's, else 255)"}
+    evaluator_keys: ClassVar[dict[str, str]] = {"ignore_index": "the mask value that is not scored (default: the data's, else 255)"}
 
     def build_evaluator(self, model: Any, meta: Mapping[str, Any], spec: Any = None) -> Any:
         from zoo.metrics.segmentation import SegmentationEvaluator

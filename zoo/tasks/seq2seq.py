@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -28,7 +28,7 @@ def check_ids(task: Task, predictions: Any, batch_size: int, what: str) -> None:
 class Seq2SeqTask(Task):
     name = "seq2seq"
     title = "sequence-to-sequence models"
-    predict_options = {
+    predict_options: ClassVar[dict[str, Option]] = {
         "input": Option("text", required=True, metavar="TEXT", help="the string to translate"),
         "beam_size": Option("int", 1, "1 = greedy decoding", low=1, high=64),
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -21,7 +21,7 @@ from zoo.tasks.base import Option, Task, evaluator_spec, model_device, shape_of,
 class TaggingTask(Task):
     name = "tagging"
     title = "taggers"
-    predict_options = {"input": Option("text", required=True, metavar="TEXT", help="symbols to tag")}
+    predict_options: ClassVar[dict[str, Option]] = {"input": Option("text", required=True, metavar="TEXT", help="symbols to tag")}
     predict_writes = "tags.txt"
 
     def build_evaluator(self, model: Any, meta: Mapping[str, Any], spec: Any = None) -> Any:

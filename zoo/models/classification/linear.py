@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.errors import UserError, choices
 from zoo.data.batches import inputs_of, labels_of
+from zoo.errors import UserError, choices
 from zoo.models.base import ZooModel
 from zoo.models.classification.base import Classifier, check_flat_input
 
