@@ -1,7 +1,8 @@
 """Pictures of predictions: labelled boxes, mask overlays, image grids, PR curves, PNG files.
 
-Images are (3, H, W) float tensors in [0, 1] in and out, the form ``log_images``
-returns and TensorBoard expects; drawing goes through torchvision's uint8 utilities.
+Images are (3, H, W) float tensors in [0, 1] in and out, the form a task's ``images``
+returns and TensorBoard expects; boxes and masks go through torchvision's uint8
+utilities, text through PIL's bundled font.
 """
 
 from __future__ import annotations

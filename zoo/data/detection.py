@@ -8,7 +8,7 @@ Every reader turns its format into the same :class:`Record` list, and
     target {"boxes": (N, 4) float xyxy pixels, "labels": (N,) int64 in 1..K,
             "image_id": int, "area": (N,), "iscrowd": (N,) int64[, "difficult": (N,) bool]}
 
-Batches are ``(list of images, list of targets)`` (:func:`collate_detection`); images
+Batches are ``DetectionBatch(list of images, list of targets)`` (:func:`collate_detection`); images
 stay a list because real datasets mix sizes. Crowd regions and VOC ``difficult``
 objects stay in the targets so the evaluator can ignore them; models drop
 ``iscrowd == 1`` boxes when they build training targets. Boxes that reach outside the

@@ -188,7 +188,7 @@ class DetectionTask(Task):
                                       round(b[3] - b[1], 2)]})
             if folder is not None:
                 picture = draw_detections(img, {"boxes": boxes, "scores": scores, "labels": labels},
-                                          names, thresh, min_size=0)
+                                          names, thresh)
                 written.append(viz.save_png(picture, folder / f"{f.stem}.png"))
         targets = [folder / "detections.json"] if folder is not None else []
         if opt["json"]:
