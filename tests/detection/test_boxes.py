@@ -41,26 +41,62 @@ def test_yolov2_round_trip():
     assert torch.equal(a, wh_iou(wh, model.anchors * 128).argmax(1))
 
 
+def _ssd_default_boxes(grids, size, scales, ratios):
+    """The SSD paper's default boxes (sec. 2.2), one hand loop: map k of f_h x f_w cells has, at
+    each cell centre ((j + .5) / f_w, (i + .5) / f_h), boxes of side s_k and sqrt(s_k s_k+1) and
+    (s_k sqrt(r), s_k / sqrt(r)) and its transpose for each extra ratio r; sides clipped to 1.
+    xyxy pixels, maps in order, cells row-major, boxes in that order."""
+    out = []
+    for k, (fh, fw) in enumerate(grids):
+        s = scales[k]
+        sides = [(s, s), (math.sqrt(s * scales[k + 1]),) * 2]
+        for r in ratios[k]:
+            sides += [(s * math.sqrt(r), s / math.sqrt(r)), (s / math.sqrt(r), s * math.sqrt(r))]
+        for i in range(fh):
+            for j in range(fw):
+                cx, cy = (j + 0.5) / fw * size, (i + 0.5) / fh * size
+                for w, h in sides:
+                    w, h = min(w, 1.0) * size, min(h, 1.0) * size
+                    out.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+    return torch.tensor(out)
+
+
 def test_ssd_round_trip():
     from torchvision.models.detection.image_list import ImageList
+    from torchvision.ops import box_iou
 
     from zoo.models.detection.ssd import SSD
 
     torch.manual_seed(0)
-    model = SSD(num_classes=3, image_size=128).eval()
+    scales, ratios = (0.07, 0.15, 0.3, 0.5, 0.75, 0.95), ((2,), (2, 3), (2, 3), (2,), (2,))
+    model = SSD(num_classes=3, image_size=128, anchor_scales=scales, aspect_ratios=ratios).eval()
     net = model.net
     x = torch.rand(1, 3, 128, 128)
     feats = list(net.backbone(x).values())
+    assert [tuple(f.shape[-2:]) for f in feats] == [(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]
     anchors = net.anchor_generator(ImageList(x, [(128, 128)]), feats)[0]
-    per_loc = net.anchor_generator.num_anchors_per_location()
-    assert len(anchors) == sum(f.shape[-1] * f.shape[-2] * k for f, k in zip(feats, per_loc))
-    # Each true box is coded against the default box the matcher gives it.
-    from torchvision.ops import box_iou
-
-    best = box_iou(BOXES, anchors).argmax(1)
+    # The default boxes are the paper's, at the configured scales and ratios, in the order the
+    # head's outputs are laid out: nonsense anchors would still round-trip below.
+    want = _ssd_default_boxes([f.shape[-2:] for f in feats], 128, scales, ratios)
+    torch.testing.assert_close(anchors, want, atol=1e-4, rtol=0)
+    best_iou, best = box_iou(BOXES, anchors).max(1)
+    assert (best_iou > 0.4).all()  # every test box has a default box of about its place and shape
+    # Each true box coded against its default box comes back through the model's own
+    # post-processing (decode, score, NMS) as a detection of its class.
     codes = net.box_coder.encode_single(BOXES, anchors[best])
-    dec = net.box_coder.decode_single(codes, anchors[best])
-    torch.testing.assert_close(dec, BOXES, atol=1e-3, rtol=0)
+    reg = torch.zeros(1, len(anchors), 4)
+    reg[0, best] = codes
+    logits = torch.full((1, len(anchors), 4), -20.0)
+    logits[..., 0] = 20.0  # background everywhere ...
+    labels = torch.tensor([1, 2, 3, 1])
+    logits[0, best] = -20.0
+    logits[0, best, labels] = 20.0  # ... except at the matched default boxes
+    det = net.postprocess_detections({"bbox_regression": reg, "cls_logits": logits}, [anchors],
+                                     [(128, 128)])[0]
+    assert len(det["boxes"]) == len(BOXES)
+    match = box_iou(BOXES, det["boxes"]).argmax(1)
+    torch.testing.assert_close(det["boxes"][match], BOXES.clamp(0, 128), atol=1e-3, rtol=0)
+    assert torch.equal(det["labels"][match], labels)
 
 
 def test_kmeans_recovers_planted_shapes():

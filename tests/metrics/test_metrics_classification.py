@@ -43,8 +43,48 @@ def test_against_sklearn():
         assert m["per_class"][str(i)]["recall"] == pytest.approx(r[i], abs=1e-12)
         assert m["per_class"][str(i)]["precision"] == pytest.approx(p[i], abs=1e-12)
     assert m["confusion_matrix"] == confusion_matrix(y, pred).tolist()
-    top5 = (torch.topk(logits, 5).indices == y[:, None]).any(1).double().mean()
-    assert m["top5_accuracy"] == pytest.approx(float(top5), abs=1e-15)
+    assert m["absent_classes"] == []
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_topk_against_sklearn_and_a_hand_loop(k):
+    from sklearn.metrics import top_k_accuracy_score
+
+    logits, y = _data(seed=3, c=7)
+    ev = ClassificationEvaluator(7, topk=(3, 5))
+    ev.update(logits, (None, y))
+    m = ev.compute()
+    ref = top_k_accuracy_score(y.numpy(), logits.numpy(), k=k, labels=np.arange(7))
+    # hand loop: a hit when fewer than k classes score strictly higher than the true one
+    rows = logits.tolist()
+    hand = sum(sum(v > r[t] for v in r) < k for r, t in zip(rows, y.tolist())) / len(rows)
+    assert m[f"top{k}_accuracy"] == pytest.approx(ref, abs=1e-15)
+    assert m[f"top{k}_accuracy"] == pytest.approx(hand, abs=1e-15)
+    assert 0.5 < m[f"top{k}_accuracy"] < 1.0  # neither trivial nor the plain accuracy
+    assert m[f"top{k}_accuracy"] > m["accuracy"]
+
+
+def test_absent_classes_are_left_out_of_macro_averages_as_sklearn_and_torchmetrics():
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    tm = pytest.importorskip("torchmetrics.classification")
+    # classes 0..5; 4 is never true nor predicted; 5 is predicted but never true; 3 true, never predicted
+    y = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 0, 1])
+    pred = torch.tensor([0, 1, 1, 1, 2, 0, 0, 2, 5, 1])
+    ev = ClassificationEvaluator(6, topk=())
+    ev.update(pred, (None, y))
+    m = ev.compute()
+    for key, fn, tm_cls in (("macro_f1", f1_score, tm.MulticlassF1Score),
+                            ("macro_precision", precision_score, tm.MulticlassPrecision),
+                            ("macro_recall", recall_score, tm.MulticlassRecall)):
+        ref = fn(y.numpy(), pred.numpy(), average="macro", zero_division=0)  # labels inferred
+        assert m[key] == pytest.approx(ref, abs=1e-12), key
+        assert m[key] == pytest.approx(float(tm_cls(6, average="macro")(pred, y)), abs=1e-6), key
+        # counting class 4 as zero (labels=range(6)) would give a lower number
+        assert m[key] > fn(y.numpy(), pred.numpy(), labels=range(6), average="macro", zero_division=0)
+    assert m["absent_classes"] == ["4"]
+    assert m["per_class"]["4"] == {"precision": None, "recall": None, "f1": None, "support": 0}
+    assert m["per_class"]["5"]["precision"] == 0.0 and m["per_class"]["3"]["recall"] == 0.0
 
 
 def test_plots(tmp_path):

@@ -212,8 +212,16 @@ def test_empty_and_zero_id_inputs_to_coco_evaluate():
 
 # -- differential: VOC devkit ------------------------------------------------------------------
 
-def _voc_devkit_port(preds, targets, num_classes, use_07):
-    """The devkit's voc_eval loop, one detection at a time (continuous-coordinate IoU)."""
+# MATLAB's 0:0.1:1 as the doubles MATLAB builds (first half k*0.1, second half 1-(10-k)*0.1),
+# written out rather than computed so that the reference does not share the code's formula.
+MATLAB_LEVELS = [0.0, 0.1, 0.2, 0.30000000000000004, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+
+
+def _voc_devkit_port(preds, targets, num_classes, use_07, devkit=False):
+    """The devkit's voc_eval loop, one detection at a time: continuous-coordinate IoU > 0.5,
+    or with ``devkit`` VOCevaldet.m's own rules (+1 pixel, overlap only when the +1 widths
+    are positive, IoU >= 0.5, MATLAB's recall levels)."""
+    one = 1.0 if devkit else 0.0
     aps = {}
     for c in range(1, num_classes + 1):
         recs = {}
@@ -232,14 +240,18 @@ def _voc_devkit_port(preds, targets, num_classes, use_07):
             r = recs[i]
             ovmax, jmax = -np.inf, -1
             for j, g in enumerate(r["bb"]):
-                iw = max(min(bb[2], g[2]) - max(bb[0], g[0]), 0.0)
-                ih = max(min(bb[3], g[3]) - max(bb[1], g[1]), 0.0)
+                iw = min(bb[2], g[2]) - max(bb[0], g[0]) + one
+                ih = min(bb[3], g[3]) - max(bb[1], g[1]) + one
+                if devkit and not (iw > 0 and ih > 0):
+                    continue
+                iw, ih = max(iw, 0.0), max(ih, 0.0)
                 inter = iw * ih
-                uni = (bb[2] - bb[0]) * (bb[3] - bb[1]) + (g[2] - g[0]) * (g[3] - g[1]) - inter
+                uni = ((bb[2] - bb[0] + one) * (bb[3] - bb[1] + one)
+                       + (g[2] - g[0] + one) * (g[3] - g[1] + one) - inter)
                 ov = inter / uni
                 if ov > ovmax:
                     ovmax, jmax = ov, j
-            if ovmax > 0.5:
+            if (ovmax >= 0.5) if devkit else (ovmax > 0.5):
                 if not r["ign"][jmax]:
                     if not r["det"][jmax]:
                         tp[d], r["det"][jmax] = 1, True
@@ -254,7 +266,8 @@ def _voc_devkit_port(preds, targets, num_classes, use_07):
         rec = tpc / npos
         prec = tpc / np.maximum(tpc + fpc, np.finfo(np.float64).eps)
         if use_07:
-            ap = sum(max([p for p, r in zip(prec, rec) if r >= t / 10], default=0.0) for t in range(11)) / 11
+            levels = MATLAB_LEVELS if devkit else [t / 10 for t in range(11)]
+            ap = sum(max([p for p, r in zip(prec, rec) if r >= t], default=0.0) for t in levels) / 11
         else:
             mrec = [0.0, *rec, 1.0]
             mpre = [0.0, *prec, 0.0]
@@ -280,6 +293,88 @@ def test_voc_equals_devkit_port():
         defined = [a for a in ref.values() if a is not None]
         assert m[f"{proto}_map"] == pytest.approx(np.mean(defined), abs=1e-12)
     assert "map" not in m
+
+
+def _integer_boxes(preds, targets):
+    """The same set on whole-pixel corners: IoU of exactly 0.5 and the +1 widths both matter."""
+    for d in [*preds, *targets]:
+        d["boxes"] = d["boxes"].round()
+        d["boxes"][:, 2:] = torch.maximum(d["boxes"][:, 2:], d["boxes"][:, :2])
+    return preds, targets
+
+
+def test_voc07_devkit_equals_the_devkit_rules():
+    K = 4
+    preds, targets = _integer_boxes(*random_detection_set(5, 80, K, difficult_p=0.15, mean_detections=12,
+                                                          size=48))
+    m = _evaluate(preds, targets, K, protocols="voc07,voc07_devkit")
+    ref = _voc_devkit_port(preds, targets, K, True, devkit=True)
+    cont = _voc_devkit_port(preds, targets, K, True)
+    for c, ap in ref.items():
+        ours = m["per_class"][str(c)]["voc07_devkit_ap"]
+        assert (ours is None) == (ap is None)
+        if ap is not None:
+            assert ours == pytest.approx(ap, abs=1e-12), c
+            assert m["per_class"][str(c)]["voc07_ap"] == pytest.approx(cont[c], abs=1e-12), c
+    defined = [a for a in ref.values() if a is not None]
+    assert m["voc07_devkit_map"] == pytest.approx(np.mean(defined), abs=1e-12)
+    assert abs(m["voc07_devkit_map"] - m["voc07_map"]) > 1e-3  # the conventions do differ here
+
+
+def test_voc07_devkit_hand_computed():
+    # Inclusive pixel corners: gt 0..9 is 10x10 = 100 pixels, the detection 0..9 x 0..4 is 50.
+    # Devkit: 50 / (100 + 50 - 50) = 0.5 >= 0.5, a hit; continuous: 36 / 81 < 0.5, a miss.
+    m = _evaluate([_pred([[0, 0, 9, 4]], [0.9], [1])], [_target([[0, 0, 9, 9]], [1])],
+                  protocols=("voc07", "voc07_devkit"))
+    assert m["voc07_devkit_map"] == pytest.approx(1.0, abs=1e-15) and m["voc07_map"] == 0.0
+    # Continuous IoU exactly 0.5: not above 0.5, so voc07 misses it; the devkit reads
+    # 66 / 121 (11x11 and 11x6 pixels).
+    m = _evaluate([_pred([[0, 0, 10, 5]], [0.9], [1])], [_target([[0, 0, 10, 10]], [1])],
+                  protocols=("voc07", "voc07_devkit"))
+    assert m["voc07_devkit_map"] == pytest.approx(1.0, abs=1e-15) and m["voc07_map"] == 0.0
+    # Boxes that share one pixel column overlap under +1 (iw = 1), but far below 0.5.
+    m = _evaluate([_pred([[9, 0, 18, 9]], [0.9], [1])], [_target([[0, 0, 9, 9]], [1])],
+                  protocols="voc07_devkit")
+    assert m["voc07_devkit_map"] == 0.0
+
+
+@pytest.mark.parametrize("found,continuous,devkit", [
+    (3, 4 / 11, 3 / 11),   # recall exactly 0.3 misses MATLAB's level 3*0.1 = 0.30000000000000004
+    (6, 7 / 11, 7 / 11),   # 1 - 4*0.1 is exactly 0.6
+    (7, 8 / 11, 8 / 11),   # 1 - 3*0.1 is exactly 0.7
+])
+def test_voc07_devkit_recall_levels(found, continuous, devkit):
+    gts = [[20 * i, 0, 20 * i + 10, 10] for i in range(10)]
+    preds = [_pred(gts[:found], [0.9] * found, [1] * found)]
+    m = _evaluate(preds, [_target(gts, [1] * 10)], protocols=("voc07", "voc07_devkit"))
+    assert m["voc07_map"] == pytest.approx(continuous, abs=1e-15)
+    assert m["voc07_devkit_map"] == pytest.approx(devkit, abs=1e-15)
+
+
+def test_voc07_devkit_difficult_objects():
+    gts = [[0, 0, 9, 9], [20, 0, 29, 9], [40, 0, 49, 9]]
+    dets = [[20, 0, 29, 9], [0, 0, 9, 9], [0, 0, 9, 9], [60, 0, 69, 9]]
+    # det0 on the difficult gt1: neither TP nor FP; det1 TP; det2 a duplicate: FP; det3 FP.
+    m = _evaluate([_pred(dets, [0.9, 0.8, 0.7, 0.6], [1] * 4)],
+                  [_target(gts, [1] * 3, difficult=[False, True, False])], protocols="voc07_devkit")
+    # 2 objects count; recall 0.5 at precision 1: levels 0..0.5 -> 6/11.
+    assert m["per_class"]["1"]["num_gt"] == 2
+    assert m["voc07_devkit_map"] == pytest.approx(6 / 11, abs=1e-15)
+
+
+def test_protocol_names():
+    from zoo.errors import UserError
+    from zoo.metrics.detection import DEVKIT07_RECALL_LEVELS, PROTOCOLS, parse_protocols
+
+    assert list(DEVKIT07_RECALL_LEVELS) == MATLAB_LEVELS
+    assert parse_protocols(None) == ("coco",)
+    assert parse_protocols("all") == PROTOCOLS and "voc07_devkit" in PROTOCOLS
+    assert parse_protocols("voc07_devkit, coco,coco") == ("voc07_devkit", "coco")
+    with pytest.raises(UserError, match="valid protocols: .*voc07_devkit"):
+        parse_protocols("voc07,devkit")
+    with pytest.raises(UserError):
+        DetectionEvaluator(2, protocols=["coco", "voc2012"])
+    assert DetectionEvaluator(2).protocols == ("coco", "voc07", "voc12")  # the default is unchanged
 
 
 # -- batch and process independence ------------------------------------------------------------

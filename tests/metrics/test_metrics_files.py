@@ -4,6 +4,7 @@ evaluators', outputs are written, and bad inputs end in one clear line."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -202,3 +203,87 @@ def test_cli_exit_status_two_on_bad_file(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr()
     assert "not found" in err.err + err.out
+
+
+def _gt_and_results():
+    gt = {"images": [{"id": 1, "height": 50, "width": 50}, {"id": 2, "height": 50, "width": 50}],
+          "categories": [{"id": 1, "name": "a"}, {"id": 3, "name": "b"}],
+          "annotations": [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},
+                          {"image_id": 2, "category_id": 3, "bbox": [5, 5, 20, 10]},
+                          {"image_id": 2, "category_id": 1, "bbox": [30, 30, 8, 8]}]}
+    res = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9},
+           {"image_id": 2, "category_id": 3, "bbox": [5, 5, 20, 11], "score": 0.8},
+           {"image_id": 2, "category_id": 1, "bbox": [30, 30, 8, 8], "score": 0.7},
+           {"image_id": 2, "category_id": 1, "bbox": [1, 1, 8, 8], "score": 0.1}]
+    return gt, res
+
+
+def _cli_one_line(tmp_path, capsys, gt, res, *extra):
+    cli = pytest.importorskip("zoo.cli")
+    g, r = tmp_path / "gt.json", tmp_path / "res.json"
+    g.write_text(json.dumps(gt))  # json.dumps writes NaN as the token NaN, as many tools do
+    r.write_text(json.dumps(res))
+    code = cli.evaluate_main(["task=detection", f"gt={g}", f"predictions={r}", *extra])
+    err = capsys.readouterr().err
+    return code, err
+
+
+def test_valid_small_files_score_through_the_cli(tmp_path, capsys):
+    gt, res = _gt_and_results()
+    code, err = _cli_one_line(tmp_path, capsys, gt, res, "protocol=all")
+    assert code == 0 and err == ""
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["voc07_devkit_map"] > 0 and m["map"] > 0
+
+
+@pytest.mark.parametrize("where,index,value,match", [
+    ("res", 2, {"score": "0.7"}, r"result #2: field 'score' is '0.7', not a finite number"),
+    ("res", 2, {"score": float("nan")}, r"result #2: field 'score' is nan, not a finite number"),
+    ("res", 2, {"score": True}, r"result #2: field 'score' is True"),
+    ("res", 1, {"bbox": ["5", 5, 20, 11]}, r"result #1: field 'bbox' has x = '5', not a finite number"),
+    ("res", 1, {"bbox": [5, 5, float("nan"), 11]}, r"result #1: field 'bbox' has w = nan"),
+    ("res", 1, {"bbox": [5, 5, float("inf"), 11]}, r"result #1: field 'bbox' has w = inf"),
+    ("res", 1, {"bbox": [5, 5, 20]}, r"result #1: field 'bbox' is \[5, 5, 20\], not a list"),
+    ("res", 1, {"bbox": "5 5 20 11"}, r"result #1: field 'bbox' is '5 5 20 11', not a list"),
+    ("res", 1, {"bbox": [5, 5, -20, 11]}, r"result #1: field 'bbox' has a negative width"),
+    ("res", 1, {"image_id": "2"}, r"result #1: field 'image_id' is '2', an image id not in the ground"),
+    ("res", 1, {"image_id": None}, r"result #1: field 'image_id' is None"),
+    ("gt", 1, {"bbox": [5, 5, 20, -10]}, r"annotation #1: field 'bbox' has a negative height"),
+    ("gt", 1, {"bbox": [5, "5", 20, 10]}, r"annotation #1: field 'bbox' has y = '5'"),
+    ("gt", 1, {"bbox": [5, 5, float("nan"), 10]}, r"annotation #1: field 'bbox' has w = nan"),
+    ("gt", 1, {"area": float("nan")}, r"annotation #1: field 'area' is nan"),
+    ("gt", 1, {"area": -4}, r"annotation #1: field 'area' is -4, not a finite number >= 0"),
+    ("gt", 1, {"iscrowd": 2}, r"annotation #1: field 'iscrowd' is 2, not 0 or 1"),
+    ("gt", 1, {"image_id": 7}, r"annotation #1 refers to image id 7"),
+    ("gt", 1, {"bbox": None, "drop": "bbox"}, r"annotation #1 has no 'bbox' field"),
+    ("gt", 1, {"category_id": None, "drop": "category_id"}, r"annotation #1 has no 'category_id' field"),
+])
+def test_bad_entries_end_in_one_line_naming_index_and_field(tmp_path, capsys, where, index, value, match):
+    gt, res = _gt_and_results()
+    rows = res if where == "res" else gt["annotations"]
+    value = dict(value)
+    drop = value.pop("drop", None)
+    rows[index].update(value)
+    if drop:
+        del rows[index][drop]
+    rows[-1].update({k: v for k, v in value.items()})  # a later bad entry: the first one is named
+    code, err = _cli_one_line(tmp_path, capsys, gt, res)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert re.search(match, err), err
+    assert "Traceback" not in err
+
+
+def test_bad_gt_image_entry_and_keypoints(tmp_path, capsys):
+    gt, res = _gt_and_results()
+    gt["images"][1] = {"height": 50}
+    code, err = _cli_one_line(tmp_path, capsys, gt, res)
+    assert code == 2 and "image #1 has no 'id' field" in err and err.count("\n") == 1
+    gt, res = _gt_and_results()
+    for a in gt["annotations"]:
+        a["keypoints"] = [1, 2, 2] * 17
+    for r in res:
+        r["keypoints"] = [1, 2, 2] * 17
+    res[3]["keypoints"] = [1, 2, "x"] + [1, 2, 2] * 16
+    code, err = _cli_one_line(tmp_path, capsys, gt, res, "iou_type=keypoints")
+    assert code == 2 and "result #3: field 'keypoints' has value #2 = 'x'" in err, err

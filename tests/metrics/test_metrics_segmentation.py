@@ -64,9 +64,13 @@ def test_bad_mask_value_and_shape():
 def test_any_ignore_index_equals_dropping_the_pixels(ignore):
     g = torch.Generator().manual_seed(5)
     target = torch.randint(0, 3, (2, 6, 7), generator=g)
-    pred = torch.randint(0, 4, (2, 6, 7), generator=g)  # 3 is outside the classes: a miss
+    pred = torch.randint(0, 4, (2, 6, 7), generator=g)  # 3 stands for "unlabelled": a miss
     drop = torch.rand(2, 6, 7, generator=g) < 0.3
     marked = target.masked_fill(drop, ignore) if ignore is not None else target
+    if ignore is None or 0 <= ignore < 3:  # no value outside the classes may be predicted
+        pred = pred.clamp(max=2)
+    else:
+        pred = pred.masked_fill(pred == 3, ignore)
     ev = SegmentationEvaluator(3, ignore_index=ignore)
     ev.update(pred, (None, marked))
     keep = ~drop if ignore is not None else torch.ones_like(drop)
@@ -74,7 +78,7 @@ def test_any_ignore_index_equals_dropping_the_pixels(ignore):
         keep &= target != 0  # class 0 pixels are ignored too
     want = torch.zeros(3, 4, dtype=torch.int64)
     for t, p in zip(target[keep].tolist(), pred[keep].tolist()):
-        want[t, p] += 1
+        want[t, p if 0 <= p < 3 else 3] += 1
     assert torch.equal(ev.cm, want)
     with pytest.raises(DataError, match="mask value 5"):
         ev.update(pred, (None, marked.masked_fill(~drop & (target == 1), 5)))
@@ -98,9 +102,11 @@ def test_against_torchmetrics():
     ev.update(logits, (None, target))
     m = ev.compute()
     pred = logits.argmax(1)
-    # torchmetrics scores a class absent everywhere as 0 (zero_division); we call it NaN
-    # and leave it out, so compare per class and average over the present ones.
+    # A class absent everywhere is NaN here and left out of the mean; torchmetrics' macro
+    # average gives it weight 0: the same mIoU.
     iou = tm.MulticlassJaccardIndex(c, average="none", ignore_index=255)(pred, target)
+    miou = tm.MulticlassJaccardIndex(c, average="macro", ignore_index=255)(pred, target)
+    assert m["miou"] == pytest.approx(float(miou), abs=1e-6)
     f1 = tm.MulticlassF1Score(c, average="none", ignore_index=255, multidim_average="global")(pred, target)
     acc = tm.MulticlassAccuracy(c, average="micro", ignore_index=255)(pred, target)
     assert m["absent_classes"] == [str(c - 1)]
@@ -109,6 +115,58 @@ def test_against_torchmetrics():
         assert m["per_class"][str(k)]["dice"] == pytest.approx(float(f1[k]), abs=1e-6)  # Dice = pixel F1
     assert m["miou"] == pytest.approx(float(iou[: c - 1].mean()), abs=1e-6)
     assert m["pixel_accuracy"] == pytest.approx(float(acc), abs=1e-6)
+
+
+def test_ignore_index_inside_the_classes_is_not_scored():
+    tm = pytest.importorskip("torchmetrics.classification")
+    from sklearn.metrics import confusion_matrix, jaccard_score
+
+    c = 4
+    g = torch.Generator().manual_seed(7)
+    target = torch.randint(0, 3, (2, 9, 9), generator=g)      # class 3 never true
+    pred = torch.randint(0, 3, (2, 9, 9), generator=g)        # nor predicted: absent
+    ev = SegmentationEvaluator(c, ignore_index=0)
+    ev.update(pred, (None, target))
+    m = ev.compute()
+    assert m["per_class"]["0"] == {"iou": None, "dice": None}
+    assert m["absent_classes"] == ["3"]  # 0 is ignored, not absent
+    iou = tm.MulticlassJaccardIndex(c, average="none", ignore_index=0)(pred, target)
+    miou = tm.MulticlassJaccardIndex(c, average="macro", ignore_index=0)(pred, target)
+    f1 = tm.MulticlassF1Score(c, average="none", ignore_index=0, multidim_average="global")(pred, target)
+    assert m["miou"] == pytest.approx(float(miou), abs=1e-6)
+    for k in (1, 2):
+        assert m["per_class"][str(k)]["iou"] == pytest.approx(float(iou[k]), abs=1e-6)
+        assert m["per_class"][str(k)]["dice"] == pytest.approx(float(f1[k]), abs=1e-6)
+    assert m["mdice"] == pytest.approx(float(f1[1:3].mean()), abs=1e-6)
+    # scikit-learn on the pixels that count: the same matrix and per-class IoU
+    keep = (target != 0).reshape(-1).numpy()
+    t, p = target.reshape(-1).numpy()[keep], pred.reshape(-1).numpy()[keep]
+    assert m["confusion_matrix"] == confusion_matrix(t, p, labels=range(c)).tolist()
+    ref = jaccard_score(t, p, labels=[1, 2], average=None)
+    assert [m["per_class"][k]["iou"] for k in ("1", "2")] == pytest.approx(ref.tolist(), abs=1e-12)
+    # predicting the ignored class on another class's pixel stays a miss of that class
+    assert sum(m["confusion_matrix"][k][0] for k in (1, 2)) > 0
+    # the soft Dice loss leaves the ignored class out too, so it still equals the metric
+    logits = 20.0 * torch.nn.functional.one_hot(pred, c).permute(0, 3, 1, 2).float()
+    assert 1 - float(dice_loss(logits, target, ignore_index=0)) == pytest.approx(m["mdice"], abs=1e-5)
+
+
+def test_more_channels_than_classes_and_predicted_values_out_of_range():
+    target = torch.zeros(1, 2, 2, dtype=torch.long)
+    for channels in (5, 3):
+        with pytest.raises(DataError, match=f"predictions have {channels} channels but num_classes is 4"):
+            SegmentationEvaluator(4).update(torch.randn(1, channels, 2, 2), (None, target))
+    with pytest.raises(DataError, match="1 channels but num_classes is 3"):
+        SegmentationEvaluator(3).update(torch.randn(1, 1, 2, 2), (None, target))
+    for bad in (4, 7, -2):
+        with pytest.raises(DataError, match=f"predicted label {bad} is neither a class in 0..3"):
+            SegmentationEvaluator(4).update(torch.tensor([[[0, 1], [bad, 2]]]), (None, target))
+    with pytest.raises(DataError, match="predicted label 255 .* ignore index None"):
+        SegmentationEvaluator(4, ignore_index=None).update(torch.tensor([[[0, 1], [255, 2]]]), (None, target))
+    # ignore_index itself is an "unlabelled" prediction, and a bad value on an ignored pixel does not count
+    ev = SegmentationEvaluator(4)
+    ev.update(torch.tensor([[[0, 255], [9, 0]]]), (None, torch.tensor([[[0, 0], [255, 0]]])))
+    assert ev.compute()["confusion_matrix"][0] == [2, 0, 0, 0] and int(ev.cm[0, 4]) == 1
 
 
 def test_batch_and_process_independence():

@@ -2,6 +2,14 @@
 
 All state is integer counts, so results are exact and independent of batching and
 of the number of processes.
+
+Absent classes: a class that is neither a true label nor a prediction anywhere in
+the split has no precision, recall or F1 (``None`` in ``per_class``, named in
+``absent_classes``) and is left out of the macro averages, as scikit-learn does with
+the labels it infers from the data (``f1_score(y, pred, average="macro")``) and as
+torchmetrics' ``MulticlassF1Score(average="macro")`` does. A class that is only
+predicted, or only true, stays in with 0 where its ratio is 0/0 (scikit-learn's
+``zero_division=0``). Segmentation's mIoU and mean Dice follow the same rule.
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ def confusion_matrix(preds: torch.Tensor, target: torch.Tensor, num_classes: int
 
 
 def precision_recall_f1(cm: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-class precision, recall, F1 from a confusion matrix (0 where undefined, as sklearn)."""
+    """Per-class precision, recall, F1 from a confusion matrix (0 where undefined, as sklearn's
+    ``zero_division=0``), the support, and ``present``: the class is true or predicted somewhere."""
     cm = cm.double()
     tp = cm.diag()
     pred_pos = cm.sum(0)
@@ -32,11 +41,16 @@ def precision_recall_f1(cm: torch.Tensor) -> dict[str, torch.Tensor]:
     recall = torch.where(true_pos > 0, tp / true_pos.clamp(min=1), torch.zeros_like(tp))
     denom = precision + recall
     f1 = torch.where(denom > 0, 2 * precision * recall / denom.clamp(min=1e-300), torch.zeros_like(tp))
-    return {"precision": precision, "recall": recall, "f1": f1, "support": true_pos}
+    return {"precision": precision, "recall": recall, "f1": f1, "support": true_pos,
+            "present": (pred_pos + true_pos) > 0}
 
 
 class ClassificationEvaluator(Evaluator):
     """Accuracy, top-k accuracy, macro/per-class precision/recall/F1 and the confusion matrix.
+
+    Macro averages run over the classes present in the labels or the predictions
+    (see the module docstring); ``per_class`` holds None for the others, which
+    ``absent_classes`` names.
 
     ``update(logits, batch)`` takes (B, C) scores and a batch whose second element
     (or ``batch["label"]``) holds the (B,) integer labels.
@@ -83,18 +97,22 @@ class ClassificationEvaluator(Evaluator):
         for k, c in zip(self.topk, self.topk_correct.tolist()):
             out[f"top{k}_accuracy"] = c / max(total, 1)
         prf = precision_recall_f1(self.cm)
-        out["macro_precision"] = float(prf["precision"].mean())
-        out["macro_recall"] = float(prf["recall"].mean())
-        out["macro_f1"] = float(prf["f1"].mean())
+        present = prf["present"]
+        for key in ("precision", "recall", "f1"):
+            out[f"macro_{key}"] = float(prf[key][present].mean()) if bool(present.any()) else 0.0
         out["num_samples"] = total
+
+        def value(key: str, i: int) -> float | None:
+            return float(prf[key][i]) if bool(present[i]) else None
+
         out["per_class"] = {
-            name: {"precision": float(prf["precision"][i]), "recall": float(prf["recall"][i]),
-                   "f1": float(prf["f1"][i]), "support": int(prf["support"][i])}
+            name: {"precision": value("precision", i), "recall": value("recall", i),
+                   "f1": value("f1", i), "support": int(prf["support"][i])}
             for i, name in enumerate(self.class_names)
         }
+        out["absent_classes"] = [n for i, n in enumerate(self.class_names) if not bool(present[i])]
         out["confusion_matrix"] = self.cm.tolist()
         return out
-
 
     def save_plots(self, directory: str | os.PathLike) -> list[Path]:
         """The row-normalised confusion matrix and F1 per class as PNGs."""

@@ -3,16 +3,15 @@
 Detection (COCO formats)::
 
     python evaluate.py task=detection gt=instances.json predictions=results.json \\
-        [iou_type=bbox|segm|keypoints] [protocol=coco|voc07|voc12|all] [sigmas=0.05,...] \\
+        [iou_type=bbox|segm|keypoints] [protocol=coco|voc07|voc12|voc07_devkit|all] [sigmas=0.05,...] \\
         [backend=faster_coco_eval|pycocotools] [output=PATH]
 
 ``gt`` is a COCO instances file (``images``, ``annotations``, ``categories``);
 ``predictions`` the COCO results list (``image_id``, ``category_id``, ``score`` and
 ``bbox`` [x, y, w, h] / ``segmentation`` RLE / ``keypoints``). The COCO numbers are
 those of the official evaluation (see ``zoo.metrics.detection``); ``protocol`` may
-list several, comma-separated. VOC protocols score boxes and honour a ``difficult``
-flag on annotations when the file has one. Ground truth without ``iscrowd`` counts
-as not crowd; without ``area``, the box area is used.
+list several, comma-separated. The files are checked entry by entry and scored by
+``zoo.metrics.detection.coco_files``.
 
 Segmentation (label PNGs)::
 
@@ -88,7 +87,7 @@ def _output_path(options: dict[str, str]) -> Path:
     return (pred if pred.is_dir() else pred.parent) / "metrics.json"
 
 
-_COLUMNS = ("ap", "ap50", "ap75", "ar", "voc07_ap", "voc12_ap", "num_gt", "iou", "dice")
+_COLUMNS = ("ap", "ap50", "ap75", "ar", "voc07_ap", "voc12_ap", "voc07_devkit_ap", "num_gt", "iou", "dice")
 
 
 def _per_class_table(per_class: dict[str, dict[str, Any]]) -> str:
@@ -121,153 +120,34 @@ def _load_json(path: str, what: str) -> Any:
         raise UserError(f"{what} file {p} is not valid json ({e})") from None
 
 
-def _protocols(value: str | None) -> tuple[str, ...]:
-    from zoo.metrics.detection import PROTOCOLS
-
-    if not value:
-        return ("coco",)
-    if value == "all":
-        return PROTOCOLS
-    protos = tuple(v.strip() for v in value.split(",") if v.strip())
-    bad = [p for p in protos if p not in PROTOCOLS]
-    if bad or not protos:
-        raise UserError(f"unknown protocol '{bad[0] if bad else value}'; valid protocols: "
-                        f"{choices(PROTOCOLS)} (comma-separated), or all")
-    return protos
-
-
-def _check_detection_gt(gt: Any, path: str, iou_type: str) -> None:
-    if not isinstance(gt, dict) or not all(isinstance(gt.get(k), list)
-                                           for k in ("images", "annotations", "categories")):
-        raise UserError(f"ground truth {path} is not a COCO instances file: expected an object with "
-                        f"'images', 'annotations' and 'categories' lists")
-    need = {"bbox": ("image_id", "category_id", "bbox"),
-            "segm": ("image_id", "category_id", "segmentation"),
-            "keypoints": ("image_id", "category_id", "keypoints", "bbox")}[iou_type]
-    for what, rows, keys in (("image", gt["images"], ("id",)), ("category", gt["categories"], ("id",)),
-                             ("annotation", gt["annotations"], need)):
-        for i, row in enumerate(rows):
-            missing = [k for k in keys if not isinstance(row, dict) or k not in row]
-            if missing:
-                raise UserError(f"ground truth {path}: {what} #{i} has no '{missing[0]}' field "
-                                f"(iou_type={iou_type} needs {', '.join(keys)})")
-    if iou_type == "segm" and any(("height" not in im or "width" not in im) for im in gt["images"]):
-        raise UserError(f"ground truth {path}: iou_type=segm needs 'height' and 'width' on every image")
-    image_ids = {im["id"] for im in gt["images"]}
-    cat_ids = {c["id"] for c in gt["categories"]}
-    for i, a in enumerate(gt["annotations"]):
-        if a["image_id"] not in image_ids:
-            raise UserError(f"ground truth {path}: annotation #{i} refers to image id {a['image_id']}, "
-                            f"which is not in 'images'")
-        if a["category_id"] not in cat_ids:
-            raise UserError(f"ground truth {path}: annotation #{i} has category id {a['category_id']}, "
-                            f"which is not in 'categories'")
-
-
-def _check_results(res: Any, path: str, iou_type: str, gt: dict) -> None:
-    if isinstance(res, dict) and isinstance(res.get("annotations"), list):
-        raise UserError(f"predictions {path} look like a ground-truth file; expected COCO results: "
-                        f"a list of {{image_id, category_id, score, ...}}")
-    if not isinstance(res, list):
-        raise UserError(f"predictions {path} must be a json list of COCO results "
-                        f"{{image_id, category_id, score, ...}}")
-    field = {"bbox": "bbox", "segm": "segmentation", "keypoints": "keypoints"}[iou_type]
-    image_ids = {im["id"] for im in gt["images"]}
-    cat_ids = {c["id"] for c in gt["categories"]}
-    for i, r in enumerate(res):
-        missing = [k for k in ("image_id", "category_id", "score", field)
-                   if not isinstance(r, dict) or k not in r]
-        if missing:
-            raise UserError(f"predictions {path}: result #{i} has no '{missing[0]}' field "
-                            f"(iou_type={iou_type} needs image_id, category_id, score, {field})")
-        if field == "bbox" and (not isinstance(r["bbox"], list) or len(r["bbox"]) != 4):
-            raise UserError(f"predictions {path}: result #{i} has a bbox that is not [x, y, w, h]")
-        if field == "segmentation" and not (isinstance(r["segmentation"], dict)
-                                            and "counts" in r["segmentation"]):
-            raise UserError(f"predictions {path}: result #{i} has a segmentation that is not "
-                            f"a run-length encoding {{size, counts}}")
-    bad_img = sorted({r["image_id"] for r in res} - image_ids, key=str)
-    if bad_img:
-        raise UserError(f"predictions {path} refer to {len(bad_img)} image id(s) not in the ground "
-                        f"truth, e.g. {bad_img[:3]}")
-    bad_cat = sorted({r["category_id"] for r in res} - cat_ids, key=str)
-    if bad_cat:
-        raise UserError(f"predictions {path} use category id(s) {bad_cat[:5]} that the ground truth "
-                        f"does not define (it has {sorted(cat_ids)[:10]}...); map labels back to the "
-                        f"dataset's category ids")
-
-
 def _detection(options: dict[str, str]) -> tuple[dict[str, Any], Any]:
     from zoo.metrics import plots
-    from zoo.metrics.detection import IOU_TYPES, coco_evaluate, voc_evaluate
+    from zoo.metrics.detection import (
+        IOU_TYPES,
+        VOC_PROTOCOLS,
+        check_coco_gt,
+        check_coco_results,
+        headline_ap_key,
+        parse_protocols,
+        score_coco_files,
+    )
 
     iou_type = options.get("iou_type", "bbox")
     if iou_type not in IOU_TYPES:
         raise UserError(f"unknown iou_type '{iou_type}'; valid: {choices(IOU_TYPES)}")
-    protocols = _protocols(options.get("protocol"))
-    if iou_type != "bbox" and any(p != "coco" for p in protocols):
+    protocols = parse_protocols(options.get("protocol"))
+    if iou_type != "bbox" and any(p in VOC_PROTOCOLS for p in protocols):
         raise UserError("the VOC protocols score boxes only; use iou_type=bbox or protocol=coco")
     backend = options.get("backend", "faster_coco_eval")
     if backend not in ("faster_coco_eval", "pycocotools"):
         raise UserError(f"unknown backend '{backend}'; valid: faster_coco_eval, pycocotools")
     gt = _load_json(options["gt"], "ground truth")
-    _check_detection_gt(gt, options["gt"], iou_type)
+    check_coco_gt(gt, options["gt"], iou_type)
     res = _load_json(options["predictions"], "predictions")
-    _check_results(res, options["predictions"], iou_type, gt)
-
-    cats = sorted(gt["categories"], key=lambda c: c["id"])
-    names = {c["id"]: str(c.get("name", c["id"])) for c in cats}
-    # Fields both libraries require; ids renumbered since an annotation id of 0 means "unmatched".
-    for i, a in enumerate(gt["annotations"]):
-        a["id"] = i + 1
-        a.setdefault("iscrowd", 0)
-        if "area" not in a:
-            a["area"] = a["bbox"][2] * a["bbox"][3] if "bbox" in a else 0.0
-    metrics: dict[str, Any] = {}
-    per_class: dict[str, dict[str, Any]] = {names[c["id"]]: {} for c in cats}
-    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    if "coco" in protocols:
-        sigmas = _sigmas(options.get("sigmas"), gt, iou_type)
-        # The COCO run adds fields to the dicts in place (never changes boxes, which VOC reads).
-        ev = coco_evaluate(gt, [dict(r) for r in res], iou_type, keypoint_sigmas=sigmas,
-                           backend=backend)
-        metrics.update(ev.summary())
-        for cat, vals in ev.per_category().items():
-            per_class[names[cat]].update(vals)
-            curve = ev.pr_curve(cat)
-            if curve is not None:
-                curves[names[cat]] = curve
-    if any(p != "coco" for p in protocols):
-        img_index = {im["id"]: k for k, im in enumerate(gt["images"])}
-
-        def xyxy(b: list) -> list:
-            return [b[0], b[1], b[0] + b[2], b[1] + b[3]]
-
-        anns = gt["annotations"]
-        voc = voc_evaluate(
-            det_image=np.array([img_index[r["image_id"]] for r in res], np.int64),
-            det_boxes=np.array([xyxy(r["bbox"]) for r in res], np.float64).reshape(-1, 4),
-            det_scores=np.array([r["score"] for r in res], np.float64),
-            det_labels=np.array([r["category_id"] for r in res], np.int64),
-            gt_image=np.array([img_index[a["image_id"]] for a in anns], np.int64),
-            gt_boxes=np.array([xyxy(a["bbox"]) for a in anns], np.float64).reshape(-1, 4),
-            gt_labels=np.array([a["category_id"] for a in anns], np.int64),
-            gt_ignore=np.array([bool(a.get("difficult", 0)) or bool(a.get("iscrowd", 0)) for a in anns],
-                               bool),
-            labels=[c["id"] for c in cats])
-        for proto in ("voc07", "voc12"):
-            if proto in protocols:
-                aps = [getattr(v, f"{proto}_ap") for v in voc.values()]
-                aps = [a for a in aps if a is not None]
-                metrics[f"{proto}_map"] = float(np.mean(aps)) if aps else -1.0
-                for cat, v in voc.items():
-                    per_class[names[cat]][f"{proto}_ap"] = getattr(v, f"{proto}_ap")
-        for cat, v in voc.items():
-            per_class[names[cat]]["num_gt"] = v.num_gt
-            if "coco" not in protocols and v.num_gt:
-                curves[names[cat]] = (v.recall, v.precision)
-    metrics["num_images"] = len(gt["images"])
-    metrics["num_predictions"] = len(res)
+    check_coco_results(res, options["predictions"], iou_type, gt)
+    sigmas = _sigmas(options.get("sigmas"), gt, iou_type) if "coco" in protocols else None
+    metrics, per_class, curves = score_coco_files(gt, res, iou_type, protocols,
+                                                  keypoint_sigmas=sigmas, backend=backend)
     metrics["per_class"] = per_class
 
     def plotter(directory: Path) -> list[Path]:
@@ -275,7 +155,7 @@ def _detection(options: dict[str, str]) -> tuple[dict[str, Any], Any]:
         if curves:
             title = "Precision-recall at IoU 0.50" + ("" if "coco" in protocols else " (VOC)")
             written.append(plots.plot_pr_curves(curves, directory / "pr_curves.png", title))
-        key = "ap" if "coco" in protocols else ("voc12_ap" if "voc12" in protocols else "voc07_ap")
+        key = headline_ap_key(protocols)
         vals = {n: v[key] for n, v in per_class.items() if v.get(key) is not None}
         if vals:
             written.append(plots.plot_per_class_bars(vals, f"{key} per class", directory / "ap_per_class.png"))

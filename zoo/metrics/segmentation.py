@@ -2,23 +2,33 @@
 the Dice losses that train for them.
 
 The evaluator accumulates one (C, C+1) int64 confusion matrix over the whole split:
-rows are true classes, columns predicted classes, plus a last column for predicted
-values outside 0..C-1 (e.g. an "unlabelled" 255 in a prediction PNG), which count as
-a miss of the true class and as no class's prediction. With I = diagonal, P =
-predicted-pixel counts and T = true-pixel counts per class:
+rows are true classes, columns predicted classes, plus a last column for pixels
+predicted as ``ignore_index`` (e.g. an "unlabelled" 255 in a prediction PNG), which
+count as a miss of the true class and as no class's prediction. With I = diagonal,
+P = predicted-pixel counts and T = true-pixel counts per class:
 
 * IoU_c = I / (P + T - I), Dice_c = 2I / (P + T), both over the whole split (the
   dataset-level convention of PASCAL VOC and Cityscapes, not a mean of per-image
   scores);
-* a class absent from both prediction and ground truth everywhere has 0/0: it is
-  NaN (``null`` in ``per_class``), named in ``absent_classes`` and left out of the
-  means; a class that is only predicted scores 0 and stays in;
+* absent classes: a class absent from both prediction and ground truth everywhere
+  has 0/0: it is NaN (``null`` in ``per_class``), named in ``absent_classes`` and
+  left out of the means; a class that is only predicted, or only true, scores 0 and
+  stays in. This is torchmetrics' ``MulticlassJaccardIndex(average="macro")`` (which
+  gives such classes weight 0) and scikit-learn's ``jaccard_score(average="macro")``
+  with the labels it infers from the data;
 * pixel accuracy = sum I / sum T; frequency-weighted IoU = sum_c (T_c / sum T) IoU_c
   (Long et al., FCN);
-* pixels whose target is ``ignore_index`` are removed from both prediction and target.
+* pixels whose target is ``ignore_index`` are removed from both prediction and
+  target. An ``ignore_index`` inside 0..C-1 (e.g. 0, a background that is not scored)
+  also takes that class out of the scores: its IoU and Dice are ``null`` and it is
+  left out of the means, while predicting it on another class's pixel stays a miss
+  of that class (torchmetrics' ``ignore_index`` does the same);
+* inputs are checked: logits must have C channels (or one binary logit when C = 2),
+  and integer predictions must be a class or ``ignore_index``; anything else is a
+  ``DataError`` naming the value, never a silently shifted confusion matrix.
 
-Counting happens on the predictions' device (a ``bincount`` per batch); only the
-(C, C+1) matrix ever moves to the CPU, in ``compute``.
+Counting happens on the predictions' device (a ``bincount`` per batch, one host
+sync for the value checks); only the (C, C+1) matrix moves to the CPU, in ``compute``.
 """
 
 from __future__ import annotations
@@ -58,20 +68,25 @@ def segmentation_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: i
                         ignore_index: int | None = 255, pred_in_range: bool = False) -> torch.Tensor:
     """(C, C+1) int64 confusion counts of (..., H, W) integer labels, on their device.
 
-    One fused index ``target * (C+1) + pred`` and one ``bincount``: every target value
-    gets a row, so the ignored row is simply dropped and a row for a value that is
-    neither a class nor ``ignore_index`` is reported (``DataError``) without another
-    pass over the pixels. ``pred_in_range`` skips mapping predictions outside 0..C-1
-    to the last column (an argmax is always in range).
+    One fused index ``target * (C+2) + pred`` and one ``bincount``. Columns 0..C-1 are
+    the classes, column C a prediction of ``ignore_index`` (outside 0..C-1), column
+    C+1 any other predicted value; every target value gets a row. The ignored row is
+    dropped, and a row for a value that is neither a class nor ``ignore_index``, or a
+    non-empty column C+1, is reported (``DataError``) after one check of both.
+    ``pred_in_range`` skips the mapping of predictions (an argmax over C channels is
+    always in range).
     """
     if pred.shape != target.shape:
         raise ValueError(f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}; "
                          "resize predictions to the mask size first")
     c = int(num_classes)
+    w = c + 2
     t = target.reshape(-1).long()
     p = pred.reshape(-1).long()
     if not pred_in_range:
-        p = p.masked_fill((p < 0) | (p >= c), c)
+        outside = (p < 0) | (p >= c)
+        unlabelled = outside & (p == ignore_index) if ignore_index is not None else torch.zeros_like(outside)
+        p = p.masked_fill(outside, c + 1).masked_fill(unlabelled, c)
     if ignore_index is not None and ignore_index < 0:  # give the ignored pixels a row of their own
         if bool((t == c).any()):
             raise _bad_value(c, c, ignore_index)
@@ -80,22 +95,38 @@ def segmentation_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: i
     else:
         ignored_row = ignore_index
     try:
-        counts = torch.bincount(torch.add(p, t, alpha=c + 1), minlength=c * (c + 1))
+        counts = torch.bincount(torch.add(p, t, alpha=w), minlength=c * w)
     except RuntimeError:  # a negative target value
         raise _bad_value(int(t.min()), c, ignore_index) from None
-    rows = counts.shape[0] // (c + 1) + 1
-    counts = F.pad(counts, (0, rows * (c + 1) - counts.shape[0])).reshape(rows, c + 1)
+    rows = -(-counts.shape[0] // w)
+    counts = F.pad(counts, (0, rows * w - counts.shape[0])).reshape(rows, w)
     if ignored_row is not None and ignored_row < rows:
         counts[ignored_row] = 0
-    extra = counts[c:].sum(1)  # pixels whose target is not a class
-    if extra.numel() and bool(extra.any()):
+    extra = counts[c:].sum(1)      # pixels whose target is not a class
+    invalid = counts[:c, c + 1]    # pixels predicted as neither a class nor ignore_index
+    bad_target, bad_pred = torch.stack([extra.sum() if extra.numel() else extra.new_zeros(()),
+                                        invalid.sum()]).gt(0).tolist()
+    if bad_target:
         raise _bad_value(c + int(extra.nonzero()[0, 0]), c, ignore_index)
-    return counts[:c]
+    if bad_pred:
+        raise _bad_prediction(pred, target, c, ignore_index)
+    return counts[:c, :c + 1]
 
 
 def _bad_value(value: int, c: int, ignore_index: int | None) -> DataError:
     return DataError(f"mask value {value} is neither a class in 0..{c - 1} nor the ignore index "
                      f"{ignore_index}; check num_classes and ignore_index")
+
+
+def _bad_prediction(pred: torch.Tensor, target: torch.Tensor, c: int, ignore_index: int | None) -> DataError:
+    p = pred.reshape(-1).long()
+    keep = target.reshape(-1) != ignore_index if ignore_index is not None else torch.ones_like(p, dtype=torch.bool)
+    bad = keep & (p < 0) | keep & (p >= c)
+    if ignore_index is not None:
+        bad &= p != ignore_index
+    value = int(p[bad][0])
+    return DataError(f"predicted label {value} is neither a class in 0..{c - 1} nor the ignore index "
+                     f"{ignore_index}; check num_classes (and the model's output)")
 
 
 def scores_from_counts(cm: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -116,11 +147,14 @@ class SegmentationEvaluator(Evaluator):
     V-Net/U-Net evaluation measure), pixel accuracy and frequency-weighted IoU (Long et
     al., FCN), accumulated as exact integer counts over the split.
 
-    ``update(predictions, batch)``: (B, C, H, W) logits or (B, H, W) integer labels,
-    and ``batch = (images, masks)`` with (B, H, W) int64 masks. ``compute()`` gives
-    ``miou, mdice, pixel_accuracy, fw_iou``, ``per_class`` {name: {iou, dice}}
-    (None for a class absent everywhere), ``absent_classes`` and
-    ``confusion_matrix`` (C x C, rows true).
+    ``update(predictions, batch)``: (B, C, H, W) logits (C = ``num_classes``, or one
+    binary logit when it is 2) or (B, H, W) integer labels in 0..C-1 (or
+    ``ignore_index``: an unlabelled pixel), and ``batch = (images, masks)`` with
+    (B, H, W) int64 masks. ``compute()`` gives ``miou, mdice, pixel_accuracy,
+    fw_iou``, ``per_class`` {name: {iou, dice}} (None for a class absent everywhere
+    and for an ``ignore_index`` inside 0..C-1), ``absent_classes`` and
+    ``confusion_matrix`` (C x C, rows true). Absent classes are left out of the means
+    (the module docstring gives the convention and its references).
     """
 
     state_keys = ("cm",)
@@ -141,6 +175,12 @@ class SegmentationEvaluator(Evaluator):
 
     def update(self, predictions: torch.Tensor, batch: Any) -> None:
         target = batch_masks(batch)
+        if predictions.ndim == 4:
+            ch = predictions.shape[1]
+            if ch != self.num_classes and not (ch == 1 and self.num_classes == 2):
+                raise DataError(f"predictions have {ch} channels but num_classes is {self.num_classes}: "
+                                f"a segmenter's logits are (B, num_classes, H, W) (one channel only for "
+                                f"two classes); check the model's out channels and data.num_classes")
         pred = _labels_from(predictions.detach())
         counts = segmentation_counts(pred, target.detach().to(pred.device), self.num_classes,
                                      self.ignore_index, pred_in_range=predictions.ndim == 4)
@@ -152,6 +192,9 @@ class SegmentationEvaluator(Evaluator):
         s = scores_from_counts(self.cm)
         iou, dice, true = s["iou"], s["dice"], s["true"]
         present = ~torch.isnan(iou)
+        absent = ~present
+        if self.ignore_index is not None and 0 <= self.ignore_index < self.num_classes:
+            present[self.ignore_index] = False  # ignored, not absent: never scored
         total = int(true.sum())
 
         def nanmean(x: torch.Tensor) -> float:
@@ -168,7 +211,8 @@ class SegmentationEvaluator(Evaluator):
                    "dice": None if not present[i] else float(dice[i])}
             for i, name in enumerate(self.class_names)
         }
-        out["absent_classes"] = [n for i, n in enumerate(self.class_names) if not present[i]]
+        out["absent_classes"] = [n for i, n in enumerate(self.class_names) if absent[i]
+                                 and i != self.ignore_index]
         out["confusion_matrix"] = self.cm[:, :-1].cpu().tolist()
         self.last = out
         return out
@@ -198,7 +242,8 @@ def soft_dice(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | No
     ``target`` (B, H, W). Probabilities p (softmax/sigmoid) and one-hot t over the
     non-ignored pixels give d_c = (2 sum p t + eps) / (sum p + sum t + eps), shape (C,).
     The mask (C,) bool marks classes present in the target or in the argmax
-    prediction — the classes ``SegmentationEvaluator`` does not call absent. On hard
+    prediction, except an ``ignore_index`` inside 0..C-1 — the classes
+    ``SegmentationEvaluator`` scores. On hard
     (one-hot) probabilities d_c is the metric's Dice up to ``eps``.
     """
     if logits.shape[1] == 1:
@@ -219,6 +264,8 @@ def soft_dice(logits: torch.Tensor, target: torch.Tensor, ignore_index: int | No
     dice = (2 * inter + eps) / (denom + eps)
     hard = F.one_hot(probs.argmax(1), c).permute(0, 3, 1, 2).bool() & valid.unsqueeze(1)
     scored = (onehot.sum(dims) > 0) | hard.any(dim=(0, 2, 3))
+    if ignore_index is not None and 0 <= ignore_index < c:
+        scored[ignore_index] = False  # an ignored class is never scored by the metric
     return dice, scored
 
 

@@ -169,6 +169,9 @@ class YOLOv2(Detector):
         b, a, s, _, _ = raw.shape
         pred_boxes = self.decode_boxes(raw.detach(), size)  # (B, A, S, S, 4)
         obj_target = torch.zeros(raw.shape[:4], device=raw.device)
+        # Responsible slots, kept apart from the target: with rescore a slot whose box misses
+        # its object (IoU 0) has target 0 and must still be pushed there.
+        responsible = torch.zeros(raw.shape[:4], dtype=torch.bool, device=raw.device)
         noobj = torch.ones(raw.shape[:4], dtype=torch.bool, device=raw.device)
         idx, box_t, cls_t, scale = [], [], [], []
         for i in range(b):
@@ -181,6 +184,7 @@ class YOLOv2(Detector):
             keep = select_unique((an * s + row) * s + col, wh.prod(1))  # one box per slot
             an, row, col, t, g_k = an[keep], row[keep], col[keep], t[keep], g[keep]
             noobj[i, an, row, col] = False
+            responsible[i, an, row, col] = True
             iou = box_iou(pred_boxes[i, an, row, col], g_k).diagonal()
             obj_target[i, an, row, col] = iou.clamp(min=0) if self.rescore else 1.0
             idx.append(torch.stack([torch.full_like(an, i), an, row, col], 1))
@@ -195,9 +199,8 @@ class YOLOv2(Detector):
             se = (p[:, :2].sigmoid() - t[:, :2]).pow(2).sum(1) + (p[:, 2:4] - t[:, 2:4]).pow(2).sum(1)
             loss_box = self.lambda_coord * (torch.cat(scale) * se).sum()
             loss_cls = self.lambda_cls * F.cross_entropy(p[:, 5:], torch.cat(cls_t), reduction="sum")
-            pos = obj_target > 0
             loss_obj = self.lambda_obj * F.binary_cross_entropy_with_logits(
-                raw[..., 4][pos], obj_target[pos], reduction="sum")
+                raw[..., 4][responsible], obj_target[responsible], reduction="sum")
         else:
             loss_box = loss_cls = loss_obj = zero
         loss_noobj = self.lambda_noobj * F.binary_cross_entropy_with_logits(
