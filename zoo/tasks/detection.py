@@ -2,7 +2,7 @@
 in 1..K}`` per image, in that image's own pixels.
 
 Evaluator: COCO mAP (and the VOC protocols), selectable with the ``evaluator:`` node:
-``protocols: [coco, voc07, voc12]`` and ``iou_types: [bbox]`` (``[bbox, segm]`` scores
+``protocols: [coco, voc07, voc12, voc07_devkit]`` and ``iou_types: [bbox]`` (``[bbox, segm]`` scores
 boxes and masks together; the segm numbers are prefixed ``segm_``). Pictures: ground
 truth in white, predictions in one colour per class with name and score, and a key.
 ``predict.py source=IMAGE_OR_FOLDER`` draws and lists detections; ``evaluate.py
@@ -88,12 +88,12 @@ class DetectionTask(Task):
         "gt": Option("str", required=True, metavar="instances.json"),
         "predictions": Option("str", required=True, metavar="results.json"),
         "iou_type": Option("str", metavar="bbox|segm|keypoints"),
-        "protocol": Option("str", metavar="coco|voc07|voc12|all"),
+        "protocol": Option("str", metavar="coco|voc07|voc12|voc07_devkit|all"),
         "sigmas": Option("str", metavar="S1,S2,..."),
         "backend": Option("str", metavar="faster_coco_eval|pycocotools"),
         "output": Option("str", metavar="PATH"),
     }
-    evaluator_keys: ClassVar[dict[str, str]] = {"protocols": "coco, voc07, voc12 (default all three)",
+    evaluator_keys: ClassVar[dict[str, str]] = {"protocols": "coco, voc07, voc12, voc07_devkit (default: the evaluator's)",
                       "iou_types": "bbox, segm, keypoints (default [bbox]; the first one's numbers "
                                    "keep their names)",
                       "backend": "faster_coco_eval or pycocotools"}
@@ -104,17 +104,20 @@ class DetectionTask(Task):
         from zoo.tasks.base import EvaluatorGroup
 
         opts = evaluator_spec(spec, self.evaluator_keys, self.name)
-        protocols = as_list(opts.get("protocols", list(PROTOCOLS)), "protocols")
+        kwargs: dict[str, Any] = {"backend": opts["backend"]} if "backend" in opts else {}
         iou_types = as_list(opts.get("iou_types", ["bbox"]), "iou_types")
-        for value, valid, key in ((protocols, PROTOCOLS, "protocols"), (iou_types, IOU_TYPES, "iou_types")):
+        checks = [(iou_types, IOU_TYPES, "iou_types")]
+        if "protocols" in opts:  # otherwise the evaluator's own default
+            kwargs["protocols"] = as_list(opts["protocols"], "protocols")
+            checks.append((kwargs["protocols"], PROTOCOLS, "protocols"))
+        for value, valid, key in checks:
             bad = [v for v in value if v not in valid]
             if bad or not value:
                 raise UserError(f"evaluator.{key}: '{bad[0] if bad else value}' is not one of "
                                 f"{', '.join(valid)}")
-        kwargs = {"backend": opts["backend"]} if "backend" in opts else {}
         num_classes = int(meta.get("num_classes") or model.num_classes)
-        members = {t: DetectionEvaluator(num_classes, meta.get("class_names"), iou_type=t,
-                                         protocols=protocols, **kwargs) for t in iou_types}
+        members = {t: DetectionEvaluator(num_classes, meta.get("class_names"), iou_type=t, **kwargs)
+                   for t in iou_types}
         return members[iou_types[0]] if len(members) == 1 else EvaluatorGroup(members)
 
     def check_output(self, predictions: Any, batch: Any) -> None:
