@@ -168,6 +168,16 @@ def _train(argv: list[str], cdir: Path) -> int:
     return R.exit_status(summary)
 
 
+def _yaml(value: str) -> Any:
+    """A command-line value as YAML reads it (``3`` an int, ``[a, b]`` a list), else the text."""
+    import yaml
+
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+
+
 # --------------------------------------------------------------------------- key=value options
 def _options(argv: list[str], allowed: set[str] | None, usage: str) -> dict[str, str]:
     opts: dict[str, str] = {}
@@ -182,106 +192,186 @@ def _options(argv: list[str], allowed: set[str] | None, usage: str) -> dict[str,
 
 
 # --------------------------------------------------------------------------- evaluate
-USAGE_EVALUATE = """\
-usage: python evaluate.py run=DIR [ckpt=PATH] [split=test] [output=PATH] [device=auto]
-                          [batch_size=N] [save_predictions=PATH]
-       python evaluate.py task=detection gt=instances.json predictions=results.json
-                          [iou_type=bbox|segm|keypoints] [protocol=coco|voc07|voc12] [output=PATH]
-       python evaluate.py task=segmentation gt=DIR_OF_PNG predictions=DIR_OF_PNG
-                          num_classes=N [ignore_index=255] [output=PATH]
-"""
+def _run_eval_options() -> dict[str, Any]:
+    from zoo.tasks.base import Option
+
+    return {
+        "run": Option("str", metavar="DIR"), "ckpt": Option("str", metavar="PATH"),
+        "split": Option("str", "test", metavar="SPLIT"), "output": Option("str", metavar="PATH"),
+        "device": Option("str", "auto", metavar="auto|cpu|cuda|mps"),
+        "save_predictions": Option("str", metavar="PATH"),
+        "batch_size": Option("int", None, low=1, metavar="N"),
+    }
+
+
 RUN_EVAL_KEYS = {"run", "ckpt", "split", "output", "device", "save_predictions", "batch_size"}
 
 
-def _key_value_entry(argv: list[str] | None, usage: str, fn: Callable[[list[str]], int]) -> int:
+def usage_evaluate() -> str:
+    """evaluate.py's usage: the run mode, then one line per task that scores files."""
+    from zoo.tasks import all_tasks
+
+    lines = ["usage: python evaluate.py run=DIR [ckpt=PATH] [split=test] [output=PATH] [device=auto]",
+             "                          [batch_size=N] [save_predictions=PATH] [evaluator.KEY=VALUE ...]",
+             "         writes RUN/eval_<split>/metrics.json (or output=PATH) and its plots beside it"]
+    for task in all_tasks():
+        if task.file_options:
+            lines.append(_wrap(f"       python evaluate.py {task.file_usage()}", 26))
+    return "\n".join(lines) + "\n"
+
+
+def _wrap(line: str, indent: int, width: int = 100) -> str:
+    import textwrap
+
+    return textwrap.fill(line, width, subsequent_indent=" " * indent, break_long_words=False,
+                         break_on_hyphens=False)
+
+
+def usage_predict() -> str:
+    """predict.py's usage: the common keys, then each task's own, from the task registry."""
+    from zoo.tasks import all_tasks
+
+    modes = [(t.title or t.name, t.predict_usage()) for t in all_tasks() if t.predict_options]
+    w = max(len(title) for title, _ in modes) + 2
+    lines = ["usage: python predict.py run=DIR [ckpt=PATH] [device=auto] [output=DIR] [key=value ...]",
+             "  output=DIR is a folder (created); each mode writes the files named after -> into it",
+             "  and prints what it wrote. The run's model decides the mode:"]
+    lines += [_wrap(f"  {title + ':':<{w}}{text}", w + 2) for title, text in modes]
+    return "\n".join(lines) + "\n"
+
+
+def __getattr__(name: str) -> str:  # USAGE_EVALUATE / USAGE_PREDICT, generated on first use
+    if name == "USAGE_EVALUATE":
+        return usage_evaluate()
+    if name == "USAGE_PREDICT":
+        return usage_predict()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _key_value_entry(argv: list[str] | None, usage: Callable[[], str], fn: Callable[[list[str]], int]) -> int:
     """evaluate.py/predict.py: usage on --help (status 0) or no arguments (status 2)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or any(a in ("-h", "--help", "help") for a in argv):
-        print(usage)
+        print(usage())
         return 0 if argv else 2
     return _guard(lambda: fn(argv))
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:
-    return _key_value_entry(argv, USAGE_EVALUATE, _evaluate)
+    return _key_value_entry(argv, usage_evaluate, _evaluate)
 
 
 def _evaluate(argv: list[str]) -> int:
-    opts = _options(argv, None, USAGE_EVALUATE)
+    opts = _options(argv, None, "usage: python evaluate.py --help")
     if "task" in opts:
         from zoo.metrics.files import evaluate_files
 
         evaluate_files(opts)
         return 0
-    unknown = set(opts) - RUN_EVAL_KEYS
-    if unknown:
-        raise UserError(f"unknown option '{sorted(unknown)[0]}'; valid options: "
-                        f"{', '.join(sorted(RUN_EVAL_KEYS | {'task'}))}")
     evaluate_run(opts)
     return 0
 
 
+def _split_evaluator_options(opts: dict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
+    """``evaluator.KEY=VALUE`` options (the run config's ``evaluator:`` node, overridden)
+    apart from the rest."""
+    rest = {k: v for k, v in opts.items() if not k.startswith("evaluator.")}
+    node = {k.split(".", 1)[1]: _yaml(v) for k, v in opts.items() if k.startswith("evaluator.")}
+    for k in node:
+        if not k or "." in k:
+            raise UserError(f"bad option 'evaluator.{k}': use evaluator.KEY=VALUE")
+    return rest, node
+
+
 def evaluate_run(opts: dict[str, str]) -> dict[str, Any]:
     """Evaluate a run's checkpoint on a split; print a table; write metrics.json (+ plots)."""
+    from omegaconf import OmegaConf
+
     from zoo.engine.evaluation import eval_loader, evaluate
     from zoo.engine.run import load_run
     from zoo.engine.utils import amp_dtype, flat_numbers, format_table, write_json
+    from zoo.tasks import task_of
+    from zoo.tasks.base import parse_options
 
-    split = opts.get("split", "test")
-    r = load_run(opts.get("run"), opts.get("ckpt"), opts.get("device", "auto"),
-                 eval_batch_size=int(opts["batch_size"]) if opts.get("batch_size") else None)
+    opts, node = _split_evaluator_options(opts)
+    spec = _run_eval_options()
+    o = parse_options(opts, spec, "evaluate.py run=DIR", ["task", "evaluator.KEY"])
+    split = o["split"]
+    r = load_run(o["run"], o["ckpt"], o["device"], eval_batch_size=o["batch_size"])
     run_dir, cfg, data, model, device, ckpt_path, ckpt = (
         r.run_dir, r.cfg, r.data, r.model, r.device, r.ckpt_path, r.ckpt)
     if split not in data.splits:
         raise UserError(f"unknown split '{split}'; valid splits: {', '.join(data.splits)}")
-    evaluator = model.build_evaluator(data.meta)
-    keep: list | None = [] if opts.get("save_predictions") else None
+    task = task_of(model)
+    evaluator_node = OmegaConf.to_container(cfg.evaluator, resolve=True) if cfg.get("evaluator") else {}
+    evaluator_node.update(node)
+    evaluator = task.build_evaluator(model, data.meta, evaluator_node or None)
+    keep: list | None = [] if o["save_predictions"] else None
     metrics = evaluate(model, eval_loader(data, split, device), evaluator, device,
                        amp_dtype(cfg.trainer.get("amp", "off"), device), progress=True,
-                       desc=f"evaluate {split}", keep_predictions=keep)
-    out = Path(opts["output"]) if opts.get("output") else run_dir / f"eval_{split}" / "metrics.json"
+                       desc=f"evaluate {split}", keep_predictions=keep,
+                       on_first_batch=lambda batch, preds: task.check_output(preds, batch))
+    out = Path(o["output"]) if o["output"] else run_dir / f"eval_{split}" / "metrics.json"
     result = {**flat_numbers(metrics), "split": split, "checkpoint": str(ckpt_path),
               "step": ckpt.get("step")}
     result.update({k: v for k, v in metrics.items() if k not in result})
     write_json(out, result)
-    if hasattr(evaluator, "save_plots"):
-        evaluator.save_plots(out.parent)
+    task.save_plots(evaluator, out.parent)
     if keep is not None:
-        saver = getattr(model, "save_predictions", None)
-        if saver is None:
-            raise UserError(f"save_predictions is not supported for {type(model).__name__}")
-        saver(Path(opts["save_predictions"]), keep, data.meta)
-        print(f"predictions written to {opts['save_predictions']}")
+        task.save_predictions(Path(o["save_predictions"]), keep, data.meta)
+        print(f"predictions written to {o['save_predictions']}")
     print(format_table(metrics, f"{split} metrics of {ckpt_path} (step {ckpt.get('step')}):"))
     print(f"written: {out}")
     return result
 
 
 # --------------------------------------------------------------------------- predict
-USAGE_PREDICT = """\
-usage: python predict.py run=DIR [ckpt=PATH] [device=auto] [output=DIR] [model-specific key=value ...]
-  detectors:        source=IMAGE_OR_FOLDER output=DIR
-  language models:  prompt=TEXT max_new_tokens=N [temperature=T top_k=K top_p=P]
-"""
-
-
 def predict_main(argv: list[str] | None = None) -> int:
-    return _key_value_entry(argv, USAGE_PREDICT, _predict)
+    return _key_value_entry(argv, usage_predict, _predict)
 
 
 def _predict(argv: list[str]) -> int:
     import torch
 
-    from zoo.engine.run import load_run
+    from zoo.engine.run import load_run, load_run_config, run_dir_of
+    from zoo.tasks import get_task
 
-    opts = _options(argv, None, USAGE_PREDICT)
-    r = load_run(opts.pop("run", None), opts.pop("ckpt", None), opts.pop("device", "auto"))
-    run_dir, data, model = r.run_dir, r.data, r.model
-    model.eval()
-    hook = getattr(model, "predict_cli", None)
-    if hook is None:
-        raise UserError(f"{type(model).__name__} has no predict.py mode; use evaluate.py run={run_dir}")
-    output = opts.pop("output", None)
+    opts = _options(argv, None, "usage: python predict.py --help")
+    run, ckpt = opts.pop("run", None), opts.pop("ckpt", None)
+    device, output = opts.pop("device", "auto"), opts.pop("output", None)
+    if output is not None and not output.strip():
+        raise UserError("output= needs a folder name")
+    # The run's task checks every option (type and range) before the data and model are built.
+    task = get_task(_declared_task(load_run_config(run_dir_of(run, ckpt))))
+    task.parse_predict(opts)
+    r = load_run(run, ckpt, device)
+    r.model.eval()
     with torch.no_grad():
-        hook(opts, data, Path(output) if output else None)
+        written = task.predict(r, opts, Path(output) if output else None)
+    _print_written(written)
     return 0
+
+
+def _declared_task(cfg: Any) -> str:
+    """The task named by the class a run's model config builds (imported, not built)."""
+    from hydra.utils import get_class
+
+    try:
+        cls = get_class(str(cfg.model._target_))
+    except Exception as e:
+        raise UserError(f"cannot import the run's model {cfg.model.get('_target_')}: "
+                        f"{str(e).splitlines()[0]}") from None
+    name = getattr(cls, "task", "")
+    if not name:
+        raise UserError(f"{cls.__name__} declares no task; it has no predict.py mode")
+    return str(name)
+
+
+def _print_written(paths: list[Path]) -> None:
+    """One line per folder: ``wrote DIR/: a.png, b.png, ...``."""
+    by_dir: dict[Path, list[str]] = {}
+    for p in paths:
+        by_dir.setdefault(Path(p).parent, []).append(Path(p).name)
+    for folder, names in by_dir.items():
+        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+        print(f"wrote {folder}/: {shown}")

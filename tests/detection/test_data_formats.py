@@ -129,7 +129,7 @@ def test_coco_category_ids_survive_results_round_trip(tmp_path):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from zoo.models.detection.base import save_predictions
+    from zoo.tasks.detection import save_predictions
 
     write_coco(tmp_path / "coco")
     data = CocoData(root=str(tmp_path / "coco"), num_classes=3, eval_batch_size=3)

@@ -24,8 +24,19 @@ def test_gpt_run_generates_and_evaluates(train, tmp_path, capsys):
     assert evaluate_main([f"run={run}", "split=val"]) == 0
     metrics = json.loads(next(run.glob("eval_val*/metrics.json")).read_text())
     assert {"loss", "perplexity", "bits_per_char"} <= metrics.keys()
-    # a person's mistake is one line and exit status 2
-    assert predict_main([f"run={run}", "temperature=hot"]) == 2
+    # output= is a folder: each mode writes its named file there and says so
+    out = tmp_path / "samples"
+    assert predict_main([f"run={run}", "prompt=def ", "max_new_tokens=4", "seed=0", f"output={out}"]) == 0
+    assert (out / "samples.txt").read_text().startswith("def ")
+    assert f"wrote {out}/: samples.txt" in capsys.readouterr().out
+    # a person's mistake is one line and exit status 2, found before the run is rebuilt
+    for bad, message in [("temperature=hot", "temperature must be a number"),
+                         ("temperature=-1", "temperature must be >= 0, got -1"),
+                         ("max_new_tokens=1e8", "max_new_tokens must be >= 0 and <= 100000"),
+                         ("top_k=0", "top_k must be >= 1"), ("colour=red", "unknown option 'colour'")]:
+        assert predict_main([f"run={run}", bad]) == 2, bad
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_lstm_run_with_bpe_tokenizer(train, tmp_path, capsys):
@@ -77,8 +88,11 @@ def test_seq2seq_translates_from_run(train, tmp_path, capsys):
     assert train("model=transformer", "trainer=debug", "model.dim=16", "model.ff_dim=32",
                  f"hydra.run.dir={run}") == 0
     capsys.readouterr()
-    assert predict_main([f"run={run}", "input=4711", "beam_size=2"]) == 0
-    assert set(capsys.readouterr().out.strip()) <= set("0123456789")
+    assert predict_main([f"run={run}", "input=4711", "beam_size=2", f"output={tmp_path / 'o'}"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert set(printed[0]) <= set("0123456789") and printed[1].endswith("translation.txt")
+    assert (tmp_path / "o" / "translation.txt").read_text().strip() == printed[0]
+    assert predict_main([f"run={run}", "input=4711", "beam_size=0"]) == 2
 
 
 def test_word2vec_neighbours_and_export(train, tmp_path, capsys):
@@ -111,3 +125,18 @@ def test_lstm_resume_from_mid_epoch_is_exact(train, tmp_path):
     a = C.load(full / "checkpoints" / "last.pt")["model"]
     b = C.load(part / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_captioning_prints_and_draws_captions(train, tmp_path, capsys):
+    run = tmp_path / "cap"
+    assert train("model=captioning_lstm", "trainer=debug", "data.num_train=32", "data.num_val=8",
+                 "data.num_test=8", f"hydra.run.dir={run}") == 0
+    capsys.readouterr()
+    out = tmp_path / "o"
+    assert predict_main([f"run={run}", "split=val", "index=1", "count=3", f"output={out}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("1: ") and "(true: " in lines[0] and len(lines) == 4
+    assert lines[3] == f"wrote {out}/: captions.txt, captions.png"
+    assert (out / "captions.txt").read_text().splitlines() == lines[:3]
+    assert predict_main([f"run={run}", "index=100"]) == 2
+    assert predict_main([f"run={run}", "split=nope"]) == 2

@@ -73,6 +73,8 @@ class BertPretrainData(TextData):
     ``mlm_labels`` (B, seq_len) and ``nsp_label`` (B,), segments of (seq_len - 3) // 2
     tokens. Same tokenizer settings as ``TextData``, so a GPT and a BERT share ids."""
 
+    collate_fn = None  # dict samples: torch's default collate keeps the keys
+
     def __init__(self, *, mask_prob: float = 0.15, seed: int = 1234, **kw: Any) -> None:
         super().__init__(**kw)
         self._meta.update(mask_prob=mask_prob, seed=seed)
@@ -123,6 +125,8 @@ class ShuffledWordsData(TextData):
     text, half of them with their words shuffled; label 1 = shuffled. Deciding needs a
     feel for the language, which pre-training provides. Batches are dicts with
     ``input_ids``, ``segment_ids`` (B, seq_len) and ``label`` (B,)."""
+
+    collate_fn = None  # dict samples: torch's default collate keeps the keys
 
     def __init__(self, *, seed: int = 1234, **kw: Any) -> None:
         super().__init__(**kw)

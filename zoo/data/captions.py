@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.base import DataModule
+from zoo.data.batches import CaptionBatch
 from zoo.data.seq_tasks import BOS, EOS, PAD, TaskVocab, pad_stack
 from zoo.errors import DataError
 
@@ -105,5 +106,5 @@ class ShapesCaptionData(DataModule):
                          self.vflip if split == "train" else 0.0)
 
     @staticmethod
-    def _collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.stack([im for im, _ in items]), pad_stack([c for _, c in items], PAD)
+    def _collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> CaptionBatch:
+        return CaptionBatch(torch.stack([im for im, _ in items]), pad_stack([c for _, c in items], PAD))

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.base import DataModule
+from zoo.data.batches import collate_tokens
 from zoo.data.tokenizers import Tokenizer, build_tokenizer
 from zoo.errors import DataError, UserError
 
@@ -114,6 +115,8 @@ class TextData(DataModule):
         contiguous: arrange the training split as ``batch_size`` parallel streams read
             in order (``shuffle = False``), for recurrent models that carry their state.
     """
+
+    collate_fn = staticmethod(collate_tokens)  # batches are TokenBatch(inputs, targets)
 
     def __init__(self, *, path: str | None = None, tokenizer: str = "char", vocab_size: int = 128,
                  seq_len: int = 128, split: Sequence[float] = (0.9, 0.05, 0.05),

@@ -8,7 +8,7 @@ Every reader turns its format into the same :class:`Record` list, and
     target {"boxes": (N, 4) float xyxy pixels, "labels": (N,) int64 in 1..K,
             "image_id": int, "area": (N,), "iscrowd": (N,) int64[, "difficult": (N,) bool]}
 
-Batches are ``(list of images, list of targets)`` (:func:`collate_detection`); images
+Batches are ``DetectionBatch(list of images, list of targets)`` (:func:`collate_detection`); images
 stay a list because real datasets mix sizes. Crowd regions and VOC ``difficult``
 objects stay in the targets so the evaluator can ignore them; models drop
 ``iscrowd == 1`` boxes when they build training targets. Boxes that reach outside the
@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 
 from zoo.data.base import DataModule
 from zoo.data.images import IMAGE_SUFFIXES
+from zoo.data.batches import DetectionBatch
 from zoo.errors import DataError, choices
 
 VOC_CLASSES: tuple[str, ...] = (
@@ -374,10 +375,10 @@ class DetectionDataset(Dataset):
         return torch.from_numpy(np.concatenate(rows)) if rows else torch.zeros(0, 2)
 
 
-def collate_detection(batch: Sequence[tuple[torch.Tensor, dict]]) -> tuple[list, list]:
-    """``[(image, target), ...]`` -> ``(list of images, list of targets)``."""
+def collate_detection(batch: Sequence[tuple[torch.Tensor, dict]]) -> DetectionBatch:
+    """``[(image, target), ...]`` -> ``DetectionBatch(list of images, list of targets)``."""
     images, targets = zip(*batch) if batch else ((), ())
-    return list(images), list(targets)
+    return DetectionBatch(list(images), list(targets))
 
 
 # -- DataModules ---------------------------------------------------------------------------

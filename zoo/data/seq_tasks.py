@@ -38,6 +38,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.base import DataModule
+from zoo.data.batches import LabelledBatch, TokenBatch
 from zoo.errors import DataError, UserError, choices
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
@@ -246,11 +247,11 @@ class SeqTaskData(DataModule):
     def build(self, split: str) -> Dataset:
         return _Examples([self.encode_example(x, y) for x, y in self.examples(split)])
 
-    def _collate(self, items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _collate(self, items: list[tuple[torch.Tensor, torch.Tensor]]) -> LabelledBatch | TokenBatch:
         src = pad_stack([s for s, _ in items], PAD)
         if self.kind == "classification":
-            return src, torch.stack([t for _, t in items])
-        return src, pad_stack([t for _, t in items], PAD if self.kind == "seq2seq" else TAG_PAD)
+            return LabelledBatch(src, torch.stack([t for _, t in items]))
+        return TokenBatch(src, pad_stack([t for _, t in items], PAD if self.kind == "seq2seq" else TAG_PAD))
 
 
 _MOVED = {

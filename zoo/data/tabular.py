@@ -15,11 +15,14 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from zoo.data.base import DataModule
+from zoo.data.batches import collate_labelled
 from zoo.errors import DataError
 
 
 class SyntheticTabularData(DataModule):
     """Base: subclasses implement ``generate(rng) -> (X (N, F), y (N,))`` as numpy arrays."""
+
+    collate_fn = staticmethod(collate_labelled)  # batches are LabelledBatch(inputs, labels)
 
     def __init__(self, *, num_samples: int = 1000, seed: int = 0, val_fraction: float = 0.2,
                  test_fraction: float = 0.2, **kwargs: Any) -> None:

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.data.base import DataModule
+from zoo.data.batches import collate_labelled
 from zoo.data.images import IMAGE_SUFFIXES
 from zoo.data.transforms import classification_augment, resize, to_float_image
 from zoo.errors import DataError
@@ -80,6 +81,8 @@ class ImageClassificationData(DataModule):
                             f"= {channels} * {size}^2 = {n}; leave data.num_features unset "
                             f"(it is computed)")
         return {"num_features": n}
+
+    collate_fn = staticmethod(collate_labelled)  # batches are LabelledBatch(inputs, labels)
 
     def _check_meta(self, num_classes: int, channels: int, where: str) -> None:
         for key, found in (("num_classes", num_classes), ("channels", channels)):

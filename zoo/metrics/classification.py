@@ -129,7 +129,7 @@ class ClassificationEvaluator(Evaluator):
 
 
 def batch_labels(batch: Any) -> torch.Tensor:
-    """The label tensor of a classification batch: ``(x, y)`` or ``{"label": y}``."""
-    if isinstance(batch, dict):
-        return batch["label"]
-    return batch[1]
+    """The label tensor of a classification batch (see ``zoo.data.batches.labels_of``)."""
+    from zoo.data.batches import labels_of
+
+    return labels_of(batch)

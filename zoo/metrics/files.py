@@ -38,35 +38,40 @@ import torch
 
 from zoo.errors import UserError, choices
 
-TASKS = ("detection", "segmentation")
+# Kept for callers that list the keys; the task registry (zoo.tasks) is what dispatches.
 DETECTION_KEYS = {"task", "gt", "predictions", "iou_type", "protocol", "output", "sigmas", "backend"}
 SEGMENTATION_KEYS = {"task", "gt", "predictions", "num_classes", "ignore_index", "class_names", "output"}
 
 
 def evaluate_files(options: dict[str, str]) -> dict[str, Any]:
-    """Score prediction files against ground truth; print, write metrics.json and plots."""
-    task = options.get("task")
-    if task not in TASKS:
-        raise UserError(f"unknown task '{task}'; valid tasks: {choices(TASKS)}")
-    allowed = DETECTION_KEYS if task == "detection" else SEGMENTATION_KEYS
+    """Score prediction files against ground truth; print, write metrics.json and plots.
+
+    ``options["task"]`` names a task of ``zoo.tasks`` that scores files (its
+    ``file_options`` are the valid keys, its ``score_files`` reads and scores them)."""
+    from zoo.tasks import all_tasks, get_task
+
+    name = options.get("task")
+    scorers = [t.name for t in all_tasks() if t.file_options]
+    if name not in scorers:
+        raise UserError(f"unknown task '{name}'; valid tasks: {choices(scorers)}")
+    task = get_task(name)
+    allowed = {"task", *task.file_options}
     unknown = sorted(set(options) - allowed)
     if unknown:
-        raise UserError(f"unknown option '{unknown[0]}' for task={task}; valid options: {choices(allowed)}")
-    for key in ("gt", "predictions"):
-        if not options.get(key):
-            raise UserError(f"task={task} needs {key}=PATH")
-    if task == "detection":
-        metrics, plotter = _detection(options)
-    else:
-        metrics, plotter = _segmentation(options)
+        raise UserError(f"unknown option '{unknown[0]}' for task={name}; valid options: {choices(allowed)}")
+    for key, opt in task.file_options.items():
+        if opt.required and not options.get(key):
+            raise UserError(f"task={name} needs {key}=PATH" if key in ("gt", "predictions")
+                            else f"task={name} needs {opt.usage(key)}")
+    metrics, plotter = task.score_files(options)
     out = _output_path(options)
     from zoo.engine.utils import format_table, write_json
 
-    result = {"task": task, "gt": str(Path(options["gt"])), "predictions": str(Path(options["predictions"])),
+    result = {"task": name, "gt": str(Path(options["gt"])), "predictions": str(Path(options["predictions"])),
               **metrics}
     write_json(out, result)
     plots = plotter(out.parent)
-    print(format_table(metrics, f"{task}: {options['predictions']}"))
+    print(format_table(metrics, f"{name}: {options['predictions']}"))
     print(_per_class_table(metrics.get("per_class", {})))
     if metrics.get("absent_classes"):
         print(f"absent everywhere (left out of the means): {', '.join(metrics['absent_classes'])}")

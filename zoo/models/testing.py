@@ -11,7 +11,6 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from zoo.data.base import DataModule
-from zoo.metrics.regression import RegressionEvaluator
 from zoo.models.base import ZooModel
 
 
@@ -39,6 +38,8 @@ class TwoGroupRegressor(ZooModel):
     "first" — to test the trainer's non-finite handling.
     """
 
+    task = "regression"
+
     def __init__(self, *, features: int = 8, hidden: int = 16, dropout: float = 0.1,
                  nan_at_step: int | None = None) -> None:
         super().__init__()
@@ -64,6 +65,3 @@ class TwoGroupRegressor(ZooModel):
     @torch.no_grad()
     def predict(self, batch: Any) -> torch.Tensor:
         return self(batch[0])
-
-    def build_evaluator(self, meta: dict) -> RegressionEvaluator:
-        return RegressionEvaluator()

@@ -8,11 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.data.batches import inputs_of, labels_of
 from zoo.errors import UserError, choices
-from zoo.metrics.classification import batch_labels
-from zoo.metrics.regression import RegressionEvaluator
 from zoo.models.base import ZooModel
-from zoo.models.classification.base import batch_inputs, check_flat_input
+from zoo.models.classification.base import check_flat_input
 
 SOLVERS = ("closed_form", "gd")
 
@@ -66,6 +65,8 @@ class LinearRegression(ZooModel):
     ``Lasso(alpha=l1 / (2 N))``.
     """
 
+    task = "regression"
+
     def __init__(self, *, in_features: int, solver: str = "closed_form", l2: float = 0.0,
                  l1: float = 0.0, fit_intercept: bool = True) -> None:
         super().__init__()
@@ -106,7 +107,7 @@ class LinearRegression(ZooModel):
             self.linear.bias.copy_(b.reshape(1).to(self.linear.bias))
 
     def training_step(self, batch: Any, group: str = "main") -> dict[str, torch.Tensor]:
-        x, y = batch_inputs(batch), batch_labels(batch).float()
+        x, y = inputs_of(batch), labels_of(batch).float()
         out = {"loss_mse": F.mse_loss(self(x), y)}
         if self.l2 > 0:
             out["loss_l2"] = self.l2 * self.linear.weight.pow(2).sum() / self.num_train
@@ -122,10 +123,7 @@ class LinearRegression(ZooModel):
 
     @torch.no_grad()
     def predict(self, batch: Any) -> torch.Tensor:
-        return self(batch_inputs(batch))
-
-    def build_evaluator(self, meta: dict) -> RegressionEvaluator:
-        return RegressionEvaluator()
+        return self(inputs_of(batch))
 
 
 def _stack_split(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:

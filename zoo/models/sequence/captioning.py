@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import pathlib
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.errors import UserError
+from zoo.data.batches import CaptionBatch
 from zoo.layers.conv import ConvNormAct
 from zoo.layers.decoding import greedy_decode
 from zoo.layers.recurrent import State, make_recurrent
-from zoo.metrics.language import ExactMatchEvaluator
 from zoo.models.base import ZooModel
-from zoo.models.sequence.generation import parse_options
 
 
 class ShowAndTell(ZooModel):
@@ -37,6 +34,8 @@ class ShowAndTell(ZooModel):
     ``predict(batch)`` returns greedy captions as ids (B, L) without ``<bos>``, padded
     after ``<eos>``.
     """
+
+    task = "captioning"
 
     def __init__(self, *, vocab_size: int, image_size: int = 64, channels: int = 32,
                  embed_dim: int = 64, hidden_size: int = 256, num_layers: int = 1,
@@ -84,7 +83,7 @@ class ShowAndTell(ZooModel):
         return state, feat
 
     def training_step(self, batch: Any, group: str = "main") -> dict[str, torch.Tensor]:
-        images, captions = batch
+        images, captions = CaptionBatch.of(batch)
         state, feat = self.encode(images)
         out, _ = self.lstm(self._inputs(captions[:, :-1], feat), state)   # (B, T-1, H)
         logits = self.head(out)
@@ -104,30 +103,4 @@ class ShowAndTell(ZooModel):
 
     @torch.no_grad()
     def predict(self, batch: Any) -> torch.Tensor:
-        return self.caption(batch[0])
-
-    def build_evaluator(self, meta: dict) -> ExactMatchEvaluator:
-        return ExactMatchEvaluator(eos_id=self.eos_id, pad_id=self.pad_id, skip=1)
-
-    def log_images(self, batch: Any, predictions: Any) -> dict[str, torch.Tensor]:
-        return {"scene": batch[0][0].clamp(0, 1)}
-
-    @torch.no_grad()
-    def predict_cli(self, options: dict[str, str], data: Any,
-                    output: pathlib.Path | None = None) -> None:
-        """``predict.py run=DIR split=test index=0 count=5`` captions generated scenes and
-        prints them beside the true captions."""
-        opt = parse_options(options, {"split": str, "index": int, "count": int},
-                            {"split": "test", "index": 0, "count": 5})
-        ds = data.dataset(opt["split"])
-        if not 0 <= opt["index"] < len(ds):
-            raise UserError(f"index must be in 0..{len(ds) - 1}")
-        idx = range(opt["index"], min(opt["index"] + opt["count"], len(ds)))
-        images = torch.stack([ds[i][0] for i in idx]).to(self.head.weight.device)
-        lines = []
-        for i, ids in zip(idx, self.caption(images).tolist()):
-            truth = data.vocab.decode(ds[i][1][1:].tolist())
-            lines.append(f"{i}: {data.vocab.decode(ids)}   (true: {truth})")
-        print("\n".join(lines))
-        if output is not None:
-            pathlib.Path(output).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return self.caption(CaptionBatch.of(batch).images)

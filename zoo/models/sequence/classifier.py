@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from zoo.data.batches import TokenBatch
 from zoo.layers.recurrent import last_hidden, make_recurrent
-from zoo.metrics.language import ExactMatchEvaluator
 from zoo.models.base import ZooModel
 from zoo.models.classification.base import Classifier
 
@@ -91,6 +91,8 @@ class RecurrentTagger(ZooModel):
     targets are -100).
     """
 
+    task = "tagging"
+
     def __init__(self, *, vocab_size: int, num_classes: int, cell: str = "lstm",
                  embed_dim: int = 32, hidden_size: int = 64, num_layers: int = 1,
                  dropout: float = 0.0, impl: str = "torch", pad_id: int = 0) -> None:
@@ -107,14 +109,11 @@ class RecurrentTagger(ZooModel):
         return self.head(out)
 
     def training_step(self, batch: Any, group: str = "main") -> dict[str, torch.Tensor]:
-        ids, tags = batch
+        ids, tags = TokenBatch.of(batch)
         logits = self(ids)
         return {"loss": F.cross_entropy(logits.reshape(-1, self.num_classes), tags.reshape(-1),
                                         ignore_index=-100)}
 
     @torch.no_grad()
     def predict(self, batch: Any) -> torch.Tensor:
-        return self(batch[0]).argmax(-1)
-
-    def build_evaluator(self, meta: dict) -> ExactMatchEvaluator:
-        return ExactMatchEvaluator(eos_id=None, pad_id=-100, skip=0)
+        return self(TokenBatch.of(batch).inputs).argmax(-1)

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.data.batches import TokenBatch
 from zoo.data.tokenizers import TokenizerSlot
 from zoo.layers.decoding import sample_next
 from zoo.layers.recurrent import State, detach_state, make_recurrent
-from zoo.metrics.language import LanguageModelEvaluator
 from zoo.models.base import ZooModel
 from zoo.models.sequence.generation import TextGenerator
 
@@ -53,7 +53,7 @@ class RecurrentLM(TextGenerator, ZooModel):
         return self.head(self.proj(self.drop(out))), state
 
     def training_step(self, batch: Any, group: str = "main") -> dict[str, torch.Tensor]:
-        x, y = batch
+        x, y = TokenBatch.of(batch)
         state = self._carry if self.carry_state else None
         if state is not None and (state[0] if isinstance(state, tuple) else state).shape[1] != x.shape[0]:
             state = None  # a batch of a different size is not a continuation
@@ -80,10 +80,7 @@ class RecurrentLM(TextGenerator, ZooModel):
     @torch.no_grad()
     def predict(self, batch: Any) -> torch.Tensor:
         self._carry = None
-        return self(batch[0])[0]
-
-    def build_evaluator(self, meta: dict) -> LanguageModelEvaluator:
-        return LanguageModelEvaluator(meta.get("chars_per_token"))
+        return self(TokenBatch.of(batch).inputs)[0]
 
     @torch.no_grad()
     def generate(self, ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,

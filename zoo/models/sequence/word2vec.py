@@ -10,10 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.errors import UserError
-from zoo.metrics.language import NeighbourEvaluator
+from zoo.data.batches import WordBatch
 from zoo.models.base import ZooModel
-from zoo.models.sequence.generation import parse_options
 
 ARCHITECTURES = ("cbow", "skipgram")
 OBJECTIVES = ("negative_sampling", "softmax")
@@ -34,6 +32,8 @@ class Word2Vec(ZooModel):
     ``context``, ``mask``, ``negatives``); ``predict((word_ids, ...))`` returns the words'
     vectors, scored by planted-cluster nearest neighbours.
     """
+
+    task = "embeddings"
 
     def __init__(self, *, vocab_size: int, dim: int = 50, architecture: str = "skipgram",
                  objective: str = "negative_sampling") -> None:
@@ -76,10 +76,7 @@ class Word2Vec(ZooModel):
 
     @torch.no_grad()
     def predict(self, batch: Any) -> torch.Tensor:
-        return self.in_embed(batch[0])
-
-    def build_evaluator(self, meta: dict) -> NeighbourEvaluator:
-        return NeighbourEvaluator()
+        return self.in_embed(WordBatch.of(batch).words)
 
     @torch.no_grad()
     def nearest(self, word_ids: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,28 +95,3 @@ class Word2Vec(ZooModel):
         lines = [f"{w.shape[0]} {w.shape[1]}"]
         lines += [word + " " + " ".join(f"{x:.6f}" for x in row.tolist()) for word, row in zip(words, w)]
         pathlib.Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-    def predict_cli(self, options: dict[str, str], data: Any,
-                    output: pathlib.Path | None = None) -> None:
-        """``predict.py run=DIR word=c03_1,the00 k=5`` prints nearest neighbours;
-        ``export=vectors.txt`` (or ``output=``) writes every vector in word2vec text format."""
-        opt = parse_options(options, {"word": str, "k": int, "export": str},
-                            {"word": None, "k": 5, "export": None})
-        words = list(data.meta.get("words") or [])
-        if not words:
-            raise UserError("this run's data config has no vocabulary (data.meta['words'])")
-        export = opt["export"] or (str(output) if output is not None else None)
-        if export:
-            self.export_text(export, words)
-            print(f"wrote {len(words)} vectors to {export}")
-        if opt["word"]:
-            index = {w: i for i, w in enumerate(words)}
-            for word in str(opt["word"]).split(","):
-                if word not in index:
-                    raise UserError(f"unknown word '{word}'; examples: {', '.join(words[:5])} ...")
-                ids, sims = self.nearest(torch.tensor([index[word]], device=self.in_embed.weight.device),
-                                         opt["k"])
-                pairs = ", ".join(f"{words[i]} ({s:.3f})" for i, s in zip(ids[0].tolist(), sims[0].tolist()))
-                print(f"{word}: {pairs}")
-        elif not export:
-            raise UserError("pass word=WORD[,WORD...] for neighbours or export=PATH for vectors")

@@ -3,7 +3,6 @@ prediction, then fine-tuned with a classification head (Devlin et al. 2019)."""
 
 from __future__ import annotations
 
-import pathlib
 from typing import Any
 
 import torch
@@ -11,12 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.data.tokenizers import TokenizerSlot
-from zoo.errors import UserError
 from zoo.layers.attention import TransformerBlock, padding_mask
-from zoo.metrics.classification import ClassificationEvaluator
-from zoo.metrics.language import MaskedLMEvaluator
 from zoo.models.base import ZooModel
-from zoo.models.sequence.generation import parse_options, resolve_tokenizer, text_option
 
 PAD_ID, MASK_ID = 0, 4  # zoo.data.tokenizers.SPECIALS
 
@@ -70,10 +65,11 @@ class BERT(ZooModel):
     transposed plus a bias) on the masked positions, and a next-sentence head on the pooled
     [CLS]; the loss is their sum. Batches come from ``zoo.data.bert.BertPretrainData``.
 
-    ``predict`` returns the pair ``(mlm_logits (B, T, V), nsp_logits (B, 2))``.
-    ``predict.py run=DIR text="The assert state_____"`` fills every ``_`` (``mask=`` sets
-    another placeholder character).
+    ``predict`` returns the pair ``(mlm_logits (B, T, V), nsp_logits (B, 2))``; the
+    masked-LM task (``zoo.tasks.masked_lm``) fills in text with it.
     """
+
+    task = "masked_lm"
 
     def __init__(self, *, vocab_size: int, max_len: int = 128, dim: int = 128,
                  num_layers: int = 4, num_heads: int = 4, ff_dim: int = 512,
@@ -110,47 +106,22 @@ class BERT(ZooModel):
         out = self(batch["input_ids"], batch["segment_ids"])
         return out["mlm_logits"], out["nsp_logits"]
 
-    def build_evaluator(self, meta: dict) -> MaskedLMEvaluator:
-        return MaskedLMEvaluator()
+    def max_positions(self) -> int:
+        """The longest input, [CLS] and [SEP] included."""
+        return self.bert.pos_emb.num_embeddings
 
     def on_train_start(self, data: Any, run_dir: str) -> None:
         tok = getattr(data, "tokenizer", None)
         if tok is not None:
             self.tokenizer_slot.spec = tok.spec()
 
-    @torch.no_grad()
-    def predict_cli(self, options: dict[str, str], data: Any,
-                    output: pathlib.Path | None = None) -> None:
-        opt = parse_options(options, {"text": text_option, "mask": str}, {"text": None, "mask": "_"})
-        if not opt["text"] or len(opt["mask"]) != 1:
-            raise UserError("pass text=TEXT with '_' (or the character given by mask=) where "
-                            "tokens should be filled in")
-        tok = resolve_tokenizer(self.tokenizer_slot, data)
-        if getattr(tok, "kind", "char") != "char":
-            raise UserError("fill-in needs a character tokenizer (one placeholder = one token)")
-        parts = opt["text"].split(opt["mask"])
-        ids: list[int] = []
-        for k, part in enumerate(parts):
-            ids += tok.encode(part) + ([MASK_ID] if k < len(parts) - 1 else [])
-        max_len = self.bert.pos_emb.num_embeddings
-        if len(ids) + 2 > max_len:
-            raise UserError(f"text too long: {len(ids)} tokens, at most {max_len - 2}")
-        device = self.mlm_bias.device
-        x = torch.tensor([[2] + ids + [3]], device=device)     # [CLS] text [SEP]
-        self.eval()
-        logits = self(x)["mlm_logits"][0, 1:-1]
-        logits[:, :5] = float("-inf")                           # never fill in a special token
-        filled = torch.where(x[0, 1:-1] == MASK_ID, logits.argmax(-1), x[0, 1:-1])
-        text = tok.decode(filled.tolist())
-        print(text)
-        if output is not None:
-            pathlib.Path(output).write_text(text + "\n", encoding="utf-8")
-
 
 class BertClassifier(ZooModel):
     """BERT fine-tuning: the pre-trained ``BertEncoder`` (same attribute name ``bert``, so
     ``init_from=PRETRAIN_RUN/checkpoints/best.pt`` loads it) and a new dropout + linear
     head on the pooled [CLS] vector, trained end to end on labelled sequences."""
+
+    task = "classification"
 
     def __init__(self, *, vocab_size: int, num_classes: int, max_len: int = 128, dim: int = 128,
                  num_layers: int = 4, num_heads: int = 4, ff_dim: int = 512,
@@ -171,6 +142,3 @@ class BertClassifier(ZooModel):
     @torch.no_grad()
     def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self(batch["input_ids"], batch["segment_ids"])
-
-    def build_evaluator(self, meta: dict) -> ClassificationEvaluator:
-        return ClassificationEvaluator(self.num_classes, meta.get("class_names"))

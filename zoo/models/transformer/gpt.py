@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.data.batches import TokenBatch
 from zoo.data.tokenizers import TokenizerSlot
 from zoo.layers.attention import TransformerBlock, causal_mask
 from zoo.layers.decoding import sample_next
-from zoo.metrics.language import LanguageModelEvaluator
 from zoo.models.base import ZooModel
 from zoo.models.sequence.generation import TextGenerator
 
@@ -67,16 +67,13 @@ class GPT(TextGenerator, ZooModel):
         return self.lm_head(self.ln_f(x))
 
     def training_step(self, batch: Any, group: str = "main") -> dict[str, torch.Tensor]:
-        x, y = batch
+        x, y = TokenBatch.of(batch)
         logits = self(x)
         return {"loss": F.cross_entropy(logits.reshape(-1, self.vocab_size), y.reshape(-1))}
 
     @torch.no_grad()
     def predict(self, batch: Any) -> torch.Tensor:
-        return self(batch[0])
-
-    def build_evaluator(self, meta: dict) -> LanguageModelEvaluator:
-        return LanguageModelEvaluator(meta.get("chars_per_token"))
+        return self(TokenBatch.of(batch).inputs)
 
     @torch.no_grad()
     def generate(self, ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
