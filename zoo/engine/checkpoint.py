@@ -4,10 +4,8 @@ read with ``torch.load(weights_only=True)``."""
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +49,7 @@ def load(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
-            OSError) as e:
+    except Exception as e:  # noqa: BLE001 - any failure to unpickle is a damaged or foreign file
         raise CheckpointError(f"cannot read checkpoint {path} (truncated or corrupt?): "
                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt:

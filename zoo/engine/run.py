@@ -236,42 +236,10 @@ def resume_changes(stored: DictConfig, cfg: DictConfig) -> dict[str, tuple[Any, 
             raise UserError(f"resume: {key} cannot change when a run continues ({old!r} -> {new!r}): "
                             f"{why}; keys that may change: {resumable_keys()}; or start a new run "
                             f"from its weights with init_from=RUN/checkpoints/last.pt")
-        _check_resume_value(key, new)
     return changes
 
 
 _NONE = object()
-_INT_KEYS = {  # key -> (smallest value, null allowed)
-    "trainer.max_steps": (1, True), "trainer.max_epochs": (1, True), "trainer.val_every": (1, True),
-    "trainer.ckpt_every": (0, True), "trainer.log_every": (1, True), "trainer.patience": (0, True),
-    "trainer.limit_val_batches": (1, True), "trainer.interrupt_at": (1, True),
-    "data.eval_batch_size": (1, True), "data.num_workers": (0, False),
-}
-
-
-def _check_resume_value(key: str, value: Any) -> None:
-    """Resume-time check of the keys that may change (a new run's are checked when composed)."""
-    def bad(allowed: str) -> UserError:
-        return UserError(f"resume: bad value {key}={value!r}: expected {allowed}")
-
-    if key in _INT_KEYS:
-        low, nullable = _INT_KEYS[key]
-        if value is None and nullable:
-            return
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise bad(f"an integer >= {low}" + (" or null" if nullable else ""))
-    elif key == "trainer.max_time":
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-            raise bad("a number of seconds > 0 or null")
-    elif key in ("trainer.progress", "trainer.compile"):
-        if not isinstance(value, bool):
-            raise bad("true or false")
-    elif key == "trainer.on_nonfinite":
-        if value not in ("stop", "skip"):
-            raise bad("stop or skip")
-    elif key in ("trainer.device", "data.root"):
-        if not isinstance(value, str) or not value:
-            raise bad("a name" if key == "trainer.device" else "a path")
 
 
 def resolve(cfg: DictConfig) -> None:
