@@ -24,6 +24,28 @@ keys and implements:
     needs must live in buffers so checkpoints carry it.
 ``log_images(batch, predictions) -> dict[str, Tensor]`` (optional)
     Pictures for TensorBoard/PNG: name -> (3, H, W) float image in [0, 1].
+
+Every other hook the trainer calls is declared below with a no-op default, so the
+engine never asks whether a model has a method:
+
+``on_after_step(group, lr)``
+    After each optimizer step of ``group``, with the rate of the step just taken
+    (a lasso's proximal step).
+``training_state()`` / ``load_training_state(state)``
+    State carried from one step to the next outside the weights (an RNN language
+    model's hidden state under truncated BPTT): a dict of tensors or None, saved in
+    ``last.pt`` so that ``resume=`` is exact.
+``ema_module()``
+    The sub-module that ``trainer.ema`` averages and validation swaps in (a GAN
+    returns its generator); default the whole model.
+``step_strategy``
+    ``"grouped"`` (default): the trainer steps one optimizer per group in order.
+    ``"manual"``: ``training_step(batch, handle)`` drives backward and optimizer
+    steps itself through ``handle`` (``zoo.engine.step.StepHandle``), which keeps
+    AMP scaling, ``no_sync`` during accumulation, clipping, schedulers, gradient-norm
+    logging and the non-finite policy: a discriminator:generator ratio, CycleGAN
+    reusing its generated images, or a gradient-free learner (a bandit) with an
+    empty ``optimizer_groups()``... see ``zoo.engine.step``.
 """
 
 from __future__ import annotations
@@ -36,6 +58,8 @@ from torch import nn
 
 class ZooModel(nn.Module):
     """Base class with the contract's defaults. Subclasses override what they need."""
+
+    step_strategy: str = "grouped"
 
     def training_step(self, batch: Any, group: str = "main") -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -55,3 +79,15 @@ class ZooModel(nn.Module):
 
     def log_images(self, batch: Any, predictions: Any) -> dict[str, torch.Tensor]:
         return {}
+
+    def on_after_step(self, group: str, lr: float) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def training_state(self) -> dict[str, torch.Tensor] | None:
+        return None
+
+    def load_training_state(self, state: dict[str, torch.Tensor] | None) -> None:  # noqa: B027
+        pass
+
+    def ema_module(self) -> nn.Module:
+        return self
