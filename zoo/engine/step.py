@@ -23,7 +23,8 @@ backward passes and optimizer steps through ``handle`` (a ``StepHandle``)::
 ``handle.forward(fn, *args)`` runs ``fn`` through the DDP/compile wrapper under
 autocast (DDP needs every forward to pass through it); ``handle.backward(loss, group)``
 scales by AMP and by 1/accumulate; ``handle.step(group)`` unscales, clips, measures the
-gradient norm when a log or the clip needs it, steps and calls ``on_after_step``. A
+gradient norm when a log or the clip needs it, steps, calls ``on_after_step`` and
+clears every gradient (each step starts from none, as the training step does). A
 model with no optimizer groups (a bandit's counters in buffers) just updates its
 buffers and calls ``handle.log``. Schedulers advance once per training step for each
 group that stepped; EMA updates once per training step.
@@ -189,6 +190,7 @@ class Stepper:
         handle = StepHandle(self, window, step, check=check, log=log)
         try:
             if self.manual:
+                self.model.zero_grad(set_to_none=True)
                 extra = self.model.training_step(window[0], handle)
                 if extra:
                     for k, v in extra.items():
@@ -295,6 +297,8 @@ class StepHandle:
             opt.step()
         # with the rate of the step just taken (a proximal step needs it)
         s.model.on_after_step(group, opt.param_groups[0]["lr"])
+        if s.manual:  # the next backward, of any group, starts from clean gradients
+            s.model.zero_grad(set_to_none=True)
         if group not in self._stepped:
             self._stepped.append(group)
 
