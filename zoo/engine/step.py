@@ -214,9 +214,11 @@ class Stepper:
             else:
                 opt.zero_grad(set_to_none=True)
             for i, mb in enumerate(h.window):
-                with h._accumulating(i < n - 1):
-                    losses = h.forward(self.model.training_step, mb, group)
-                    h._backward_losses(losses, group)
+                if self.distributed:
+                    with h._accumulating(i < n - 1):
+                        h._backward_losses(h.forward(self.model.training_step, mb, group), group)
+                else:
+                    h._backward_losses(h.forward(self.model.training_step, mb, group), group)
             h.step(group)
 
     def forward(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
