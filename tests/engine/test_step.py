@@ -74,10 +74,18 @@ GAN_ARGS = ["trainer.max_steps=12", "trainer.ckpt_every=5", "trainer.val_every_s
 @pytest.mark.parametrize("accumulate", [1, 2])
 def test_gan_two_to_one_ratio_resumes_bit_exactly(config_dir, tmp_path, monkeypatch, recorder,
                                                   accumulate):
+    made: list[TinyGAN] = []
+
+    def model() -> TinyGAN:
+        made.append(TinyGAN(order="ratio", d_steps=2))
+        return made[-1]
+
     state, logged = _resume_exact(
-        config_dir, tmp_path, monkeypatch, recorder, lambda: TinyGAN(order="ratio", d_steps=2),
+        config_dir, tmp_path, monkeypatch, recorder, model,
         lambda: Gaussians2D(batch_size=16), [*GAN_ARGS, f"trainer.accumulate={accumulate}",
                                              "trainer.ema=0.9"], stop_at=5)
+    # every micro-batch of each window, in each of the two discriminator passes
+    assert made[0].calls["D"] == 12 * 2 * accumulate
     opt = state["optimizers"]
     d_steps = {float(s["step"]) for s in opt["discriminator"]["state"].values()}
     g_steps = {float(s["step"]) for s in opt["generator"]["state"].values()}
