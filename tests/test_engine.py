@@ -12,7 +12,6 @@ import torch
 
 from zoo.cli import evaluate_main
 from zoo.engine import checkpoint as C
-from zoo.engine.optim import lr_multiplier
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ["model=two_group", "trainer.progress=false", "logger=none"]
@@ -97,17 +96,6 @@ def test_gradient_accumulation_matches_large_batch(train, tmp_path):
     wa, wb = ckpt(a)["model"], ckpt(b)["model"]
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
-
-
-def test_schedules_with_warmup():
-    f = lr_multiplier({"name": "cosine", "warmup_steps": 10, "warmup_start_factor": 0.0,
-                       "min_lr_ratio": 0.1}, 110)
-    assert f(0) == 0.0 and f(5) == pytest.approx(0.5) and f(10) == pytest.approx(1.0)
-    assert f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1)
-    g = lr_multiplier({"name": "step", "warmup_steps": 0, "step_size": 10, "gamma": 0.5}, 100)
-    assert [g(0), g(9), g(10), g(25)] == [1.0, 1.0, 0.5, 0.25]
-    c = lr_multiplier({"name": "constant", "warmup_steps": 4, "warmup_start_factor": 0.5}, 10)
-    assert [c(0), c(2), c(4), c(9)] == [0.5, 0.75, 1.0, 1.0]
 
 
 def test_scheduler_drives_optimizer_lr(train, tmp_path):
@@ -217,3 +205,16 @@ def test_bf16_autocast_on_cpu_and_deterministic_switch(train, tmp_path):
     assert train(*BASE, f"hydra.run.dir={run}", "trainer.amp=bf16", "trainer.deterministic=true",
                  "trainer.max_steps=4") == 0
     assert all(torch.isfinite(v).all() for v in ckpt(run)["model"].values())
+
+
+@pytest.mark.slow
+def test_torchrun_non_finite_loss_stops_every_rank_together(config_dir, tmp_path):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "ZOO_CONFIG_DIR": str(config_dir), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "train.py"), *BASE, "model.nan_at_step=7", "trainer.ckpt_every=2",
+           f"hydra.run.dir={run}"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode != 0 and "non-finite loss at step 7" in proc.stderr, proc.stderr[-3000:]
+    state = ckpt(run)
+    assert state["step"] == 6 and all(torch.isfinite(v).all() for v in state["model"].values())

@@ -155,15 +155,17 @@ class Stepper:
         self.applied = False  # True once this step has changed any weight (crash handling)
 
     # ---------------------------------------------------------------- the check
-    def resolve(self) -> None:
+    def resolve(self, local: bool = False) -> None:
         """Read every pending loss back (one sync; under DDP one all-reduce, so that all
-        ranks decide together). Raises NonFinite(rolled_back=False) if one is bad."""
+        ranks decide together, unless ``local``: after a crash, when the other ranks may
+        not be there). Raises NonFinite(rolled_back=False) if one is bad."""
         pending, self.pending = self.pending, []
-        if not pending and not self.distributed:
+        distributed = self.distributed and not local
+        if not pending and not distributed:
             return
         first = self._first_bad(pending)
         bad_step = first.step if first is not None else None
-        if self.distributed:  # the earliest bad step over all ranks
+        if distributed:  # the earliest bad step over all ranks
             bad_step = D.all_reduce_min(bad_step)
         if bad_step is not None:
             raise NonFinite(first if first is not None and first.step == bad_step else None,

@@ -457,10 +457,8 @@ class Trainer:
         if stepper is None or stepper.applied:  # a half-applied step: keep the file on disk
             return kept
         try:
-            stepper.resolve()
+            stepper.resolve(local=True)
         except NonFinite:
-            return kept
-        except Exception:  # a broken process group: nothing more can be trusted
             return kept
         self.epoch, self.batch_in_epoch = self._done_position
         try:
