@@ -26,8 +26,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
+import torch
+from torch.utils.data import DataLoader
 
 # name -> (overrides, short run, long run) in optimizer steps
 CASES = {
@@ -121,8 +121,8 @@ def measure(name: str, overrides: list[str], short: int, long: int, rounds: int)
 
 
 def table(results: dict[str, dict[str, float]], note: str) -> str:
-    lines = ["| model | hand loop ms/step | trainer ms/step | trainer speed vs hand loop (median) "
-             "| range over rounds | rounds | run lengths |",
+    lines = [("| model | hand loop ms/step | trainer ms/step | trainer speed vs hand loop (median) "
+              "| range over rounds | rounds | run lengths |"),
              "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         lines.append(f"| {name} | {r['hand_ms']:.3f} | {r['trainer_ms']:.3f} | {r['ratio']:.3f}x "
@@ -149,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick:
             short, long = QUICK[name]
         results[name] = measure(name, overrides, short, long, rounds)
+    quick = " (quick run: not a measurement)" if args.quick else ""
     note = (f"CPU, {args.threads} thread(s), torch {torch.__version__}; digits, batch 64, AdamW, "
-            f"trainer with its defaults (log_every 10), constant schedule"
-            + (" (quick run: not a measurement)" if args.quick else "") + ".")
+            f"trainer with its defaults (log_every 10), constant schedule{quick}.")
     text = ("# Trainer overhead\n\n`python benchmarks/trainer_overhead.py`: the same model, data, "
             "batch and optimizer through a minimal hand loop and through the trainer, interleaved "
             "A/B, per-step time from two run lengths (fixed costs cancel).\n\n" + table(results, note))

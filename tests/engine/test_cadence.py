@@ -16,9 +16,9 @@ def _run(c: Cadence, steps_per_epoch: int) -> dict[str, list[int]]:
     for step in range(1, c.total_steps + 1):
         ended = step % steps_per_epoch == 0
         p = c.plan(step, epoch_ended=ended, epoch=step // steps_per_epoch)
-        for k in out:
+        for k, steps in out.items():
             if getattr(p, k):
-                out[k].append(step)
+                steps.append(step)
     return out
 
 

@@ -17,8 +17,16 @@ from zoo.engine import trainer as T
 from zoo.engine.logging import RunLogger
 from zoo.models.testing import ToyRegressionData, TwoGroupRegressor
 
-from .toys import (EpsilonGreedyBandit, Gaussians2D, Rounds, TinyGAN, compose_cfg, fit, load,
-                   states_equal)
+from .toys import (
+    EpsilonGreedyBandit,
+    Gaussians2D,
+    Rounds,
+    TinyGAN,
+    compose_cfg,
+    fit,
+    load,
+    states_equal,
+)
 
 
 class Recorder(RunLogger):
@@ -147,7 +155,7 @@ NAN_ARGS = ["optim=adamw", "sched=cosine", "sched.warmup_steps=2", "trainer.max_
 
 @pytest.mark.parametrize("how", ["log_every=1", "skip"])
 def test_nan_in_second_group_leaves_every_group_as_before(config_dir, tmp_path, monkeypatch, how):
-    data = lambda: ToyRegressionData(batch_size=16)  # noqa: E731
+    data = lambda: ToyRegressionData(batch_size=16)
     before = tmp_path / "before"
     fit(compose_cfg(config_dir, *NAN_ARGS, "trainer.interrupt_at=5"), before,
         lambda: NanInSecondGroup(nan_step=6), data, monkeypatch=monkeypatch)
@@ -198,7 +206,7 @@ def test_unchecked_nan_stops_without_saving_spoiled_weights(config_dir, tmp_path
 
 def test_manual_nan_in_generator_rolls_back_both_discriminator_steps(config_dir, tmp_path,
                                                                      monkeypatch):
-    data = lambda: Gaussians2D(batch_size=16)  # noqa: E731
+    data = lambda: Gaussians2D(batch_size=16)
     before, run = tmp_path / "before", tmp_path / "run"
     args = [*GAN_ARGS, "trainer.log_every=1"]
     fit(compose_cfg(config_dir, *args, "trainer.interrupt_at=3"), before,

@@ -13,8 +13,9 @@ There is always a validation, a log line and a ``last.pt`` at the last step.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from zoo.errors import UserError
 
@@ -51,7 +52,7 @@ class Cadence:
             raise UserError(f"trainer.log_every must be >= 1, got {self.log_every}")
 
     @classmethod
-    def from_config(cls, t: Any, total_steps: int) -> "Cadence":
+    def from_config(cls, t: Any, total_steps: int) -> Cadence:
         val_every, val_every_steps = t.get("val_every"), t.get("val_every_steps")
         if "val_every_steps" not in t and t.get("max_steps") is not None:
             # a run directory written when val_every counted steps in step-based runs

@@ -9,7 +9,8 @@ default; a GAN's generator), and validation swaps the averaged weights into that
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn

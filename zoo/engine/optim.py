@@ -11,7 +11,8 @@ rate as a function of the optimizer step, run by torch's ``LambdaLR``), or
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf

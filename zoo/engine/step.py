@@ -47,8 +47,9 @@ Either way no checkpoint is ever written with a non-finite step in it.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -206,7 +207,7 @@ class Stepper:
             raise
         return handle.outcome
 
-    def _grouped(self, h: "StepHandle") -> None:
+    def _grouped(self, h: StepHandle) -> None:
         n = len(h.window)
         for group, opt in self.optimizers.items():
             # Clear every parameter's gradient, not only this group's: another group's

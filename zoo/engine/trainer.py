@@ -10,10 +10,12 @@ metrics.json, pictures) complete at every moment.
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -29,8 +31,16 @@ from zoo.engine.evaluation import eval_loader, evaluate
 from zoo.engine.logging import build_logger
 from zoo.engine.optim import build_optimizers, build_schedulers, current_lr
 from zoo.engine.step import NonFinite, StepModule, StepOutcome, Stepper
-from zoo.engine.utils import (amp_dtype, batch_size_of, flat_numbers, format_table,
-                              seed_everything, set_deterministic, to_device, write_json)
+from zoo.engine.utils import (
+    amp_dtype,
+    batch_size_of,
+    flat_numbers,
+    format_table,
+    seed_everything,
+    set_deterministic,
+    to_device,
+    write_json,
+)
 from zoo.errors import UserError
 
 
@@ -405,7 +415,7 @@ class Trainer:
         if self._skip_nonfinite and e.rolled_back:
             if D.is_main():
                 print(f"warning: non-finite loss at {where}: {values}; step skipped", flush=True)
-            return None
+            return
         if e.rolled_back:
             # Every group's weights, optimizer state and schedule are those before the step.
             if ends_epoch:
@@ -428,7 +438,7 @@ class Trainer:
             scal[f"train/lr/{g}"] = current_lr(opt)
         for g, norm in out.grad_norms.items():
             v = float(norm)
-            scal[f"train/grad_norm/{g}"] = v if v == v and abs(v) != float("inf") else float("nan")
+            scal[f"train/grad_norm/{g}"] = v if math.isfinite(v) else float("nan")
         scal["train/samples_per_s"] = self._samples * D.world_size() / max(now - self._t_log, 1e-9)
         self.logger.scalars(scal, self.step)
         self._samples, self._t_log = 0, now
@@ -463,7 +473,7 @@ class Trainer:
         self.epoch, self.batch_in_epoch = self._done_position
         try:
             self.save("last.pt")
-        except Exception:
+        except OSError:  # a full disk, say: the file on disk is still whole (atomic writes)
             return kept
         return last, self.step
 

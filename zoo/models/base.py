@@ -74,19 +74,19 @@ class ZooModel(nn.Module):
     def build_evaluator(self, meta: dict) -> Any:
         raise NotImplementedError
 
-    def on_train_start(self, data: Any, run_dir: str) -> None:  # noqa: B027 - optional hook
+    def on_train_start(self, data: Any, run_dir: str) -> None:
         pass
 
     def log_images(self, batch: Any, predictions: Any) -> dict[str, torch.Tensor]:
         return {}
 
-    def on_after_step(self, group: str, lr: float) -> None:  # noqa: B027 - optional hook
+    def on_after_step(self, group: str, lr: float) -> None:
         pass
 
     def training_state(self) -> dict[str, torch.Tensor] | None:
         return None
 
-    def load_training_state(self, state: dict[str, torch.Tensor] | None) -> None:  # noqa: B027
+    def load_training_state(self, state: dict[str, torch.Tensor] | None) -> None:
         pass
 
     def ema_module(self) -> nn.Module:
