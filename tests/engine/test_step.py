@@ -266,6 +266,33 @@ def test_unchecked_steps_never_read_the_device(config_dir, tmp_path, monkeypatch
     assert reads == []
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_unchecked_cuda_steps_do_not_synchronise(config_dir, tmp_path, monkeypatch):
+    """CUDA's own sync detector raises on any host synchronisation in an unchecked step."""
+    from zoo.engine import step as S
+
+    unchecked = []
+    run = S.Stepper.run
+
+    def strict_run(self, window, step, *, check, log):
+        if check:
+            return run(self, window, step, check=check, log=log)
+        unchecked.append(step)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            return run(self, window, step, check=check, log=log)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    monkeypatch.setattr(S.Stepper, "run", strict_run)
+    cfg = compose_cfg(config_dir, "trainer.max_steps=8", "trainer.log_every=4", "optim=adamw",
+                      "trainer.ckpt_every=100", "trainer.amp=bf16")
+    fit(cfg, tmp_path / "run", lambda: TwoGroupRegressor(features=8), monkeypatch=monkeypatch,
+        device="cuda")
+    assert unchecked == [1, 2, 3, 5, 6, 7]
+
+
 # --------------------------------------------------------------------------- crashes, signals
 class CrashAt(TwoGroupRegressor):
     def __init__(self, crash_step: int, group: str, **kw: Any) -> None:

@@ -176,7 +176,7 @@ def compose_cfg(config_dir: Path, *overrides: str) -> Any:
 
 def fit(cfg: Any, run_dir: Path, model_fn: Callable[[], nn.Module],
         data_fn: Callable[[], DataModule] | None = None, resume: bool = False,
-        monkeypatch: Any = None) -> dict[str, Any]:
+        monkeypatch: Any = None, device: str = "cpu") -> dict[str, Any]:
     """Run the real Trainer in-process with the given model (and data) factories."""
     from zoo.engine import trainer as T
 
@@ -184,7 +184,7 @@ def fit(cfg: Any, run_dir: Path, model_fn: Callable[[], nn.Module],
     if data_fn is not None:
         monkeypatch.setattr(T, "build_data", lambda c: data_fn())
     run_dir.mkdir(parents=True, exist_ok=True)
-    return T.Trainer(cfg, run_dir, torch.device("cpu"), resume=resume).fit()
+    return T.Trainer(cfg, run_dir, torch.device(device), resume=resume).fit()
 
 
 def load(run: Path, name: str = "last.pt") -> dict:

@@ -340,7 +340,9 @@ class StepHandle:
             self._s.scaler.scale(loss).backward()
         else:
             loss.backward()
-        record = LossRecord(self.step_index, group, losses, total.detach())
+        # detached: a record lives until the next sync point and must not hold a graph
+        record = LossRecord(self.step_index, group, {k: v.detach() for k, v in losses.items()},
+                            total.detach())
         self._s.pending.append(record)
         self.outcome.records.append(record)
 

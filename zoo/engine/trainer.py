@@ -222,7 +222,11 @@ class Trainer:
         for k, opt in self.optimizers.items():
             opt.load_state_dict(ckpt["optimizers"][k])
         for k, s in self.schedulers.items():
-            s.load_state_dict(ckpt["schedulers"][k])
+            saved = ckpt["schedulers"][k]
+            if "lr_lambdas" in saved and not isinstance(s, torch.optim.lr_scheduler.LambdaLR):
+                raise UserError("cannot resume: this run's schedule was the old hand-written "
+                                "one-cycle, and sched=onecycle is now torch's OneCycleLR")
+            s.load_state_dict(saved)
         if self.scaler and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         if self.ema and ckpt.get("ema"):
@@ -335,7 +339,7 @@ class Trainer:
         ends its epoch (the leftover micro-batches that fill no window are not loaded).
         The consumer advances ``epoch`` at an epoch's end, so a checkpoint written after
         the step holds the right position; this generator resumes from it."""
-        bs, move = self.data.batch_size, self.device.type != "cpu"
+        bs, move, cuda = self.data.batch_size, self.device.type != "cpu", self.device.type == "cuda"
         while True:
             self.sampler.set_epoch(self.epoch, start=self.batch_in_epoch * bs)
             window: list[Any] = []
@@ -343,7 +347,7 @@ class Trainer:
             for batch in self.train_loader:
                 self.batch_in_epoch += 1
                 self._samples += batch_size_of(batch)
-                window.append(to_device(batch, self.device, non_blocking=True) if move else batch)
+                window.append(to_device(batch, self.device, non_blocking=cuda) if move else batch)
                 if len(window) == self.accumulate:
                     ends = self.batch_in_epoch + self.accumulate > self.batches_per_epoch
                     yield window, ends

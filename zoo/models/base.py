@@ -44,8 +44,8 @@ engine never asks whether a model has a method:
     steps itself through ``handle`` (``zoo.engine.step.StepHandle``), which keeps
     AMP scaling, ``no_sync`` during accumulation, clipping, schedulers, gradient-norm
     logging and the non-finite policy: a discriminator:generator ratio, CycleGAN
-    reusing its generated images, or a gradient-free learner (a bandit) with an
-    empty ``optimizer_groups()``... see ``zoo.engine.step``.
+    reusing its generated images, or a gradient-free learner (a bandit, whose
+    ``optimizer_groups()`` is empty). See ``zoo.engine.step``.
 """
 
 from __future__ import annotations
