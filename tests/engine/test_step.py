@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -342,3 +343,19 @@ def test_signal_saves_last_and_says_which(config_dir, tmp_path, monkeypatch, sig
                   lambda: SignalAt(features=8), monkeypatch=monkeypatch)
     assert summary["interrupted"] is True and summary["signal"] == int(sig)
     assert load(run)["step"] == 4  # the signal's step finished, the next one was not taken
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("order", ["ratio", "reuse"])
+def test_manual_step_under_torchrun_keeps_ranks_equal(config_dir, tmp_path, order):
+    import re
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ZOO_CONFIG_DIR": str(config_dir), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(Path(__file__).with_name("ddp_gan.py")), order, str(tmp_path / "run")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sums = re.findall(r"rank (\d) steps 6 checksum (\S+)", proc.stdout)
+    assert len(sums) == 2 and sums[0][1] == sums[1][1], proc.stdout
