@@ -330,6 +330,19 @@ def test_crash_in_a_half_applied_step_keeps_the_file_on_disk(config_dir, tmp_pat
     assert info.value.step == 4 and load(run)["step"] == 4
 
 
+def test_crash_in_validation_saves_the_step_just_completed(config_dir, tmp_path, monkeypatch):
+    class BadPredict(TwoGroupRegressor):
+        def predict(self, batch: Any) -> torch.Tensor:
+            raise RuntimeError("broken predict")
+
+    run = tmp_path / "run"
+    cfg = compose_cfg(config_dir, "trainer.max_steps=10", "trainer.val_every_steps=3",
+                      "trainer.ckpt_every=2")
+    with pytest.raises(T.TrainingCrashed, match="last.pt holds step 3") as info:
+        fit(cfg, run, lambda: BadPredict(features=8), monkeypatch=monkeypatch)
+    assert "broken predict" in str(info.value.__cause__) and load(run)["step"] == 3
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_saves_last_and_says_which(config_dir, tmp_path, monkeypatch, sig):
     class SignalAt(TwoGroupRegressor):
