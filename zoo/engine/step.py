@@ -201,6 +201,7 @@ class Stepper:
             else:
                 self._grouped(handle)
             handle._finish()
+            self.applied = False  # a completed step
         except NonFinite as e:
             handle._roll_back()
             e.rolled_back = e.step == step  # else earlier, unchecked steps spoiled the weights
