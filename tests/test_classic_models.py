@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from zoo.tasks import task_of
 from zoo.data.digits import DigitsData
 from zoo.data.tabular import MoonsData, RegressionData, XORData
 from zoo.errors import UserError
@@ -27,6 +28,17 @@ from zoo.models.classification.spp import SpatialPyramidPooling
 from zoo.models.classification.squeezenet import SqueezeNet
 from zoo.models.classification.vgg import VGG16
 from zoo.tasks.classification import prediction_grid
+
+def predict_cli(model, options, data, output=None):
+    """What ``predict.py`` does with this model: its task's mode on a run of it."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from zoo.tasks import task_of
+
+    run = SimpleNamespace(model=model, data=data, run_dir="RUN")
+    return task_of(model).predict(run, options, Path(output) if output is not None else None)
+
 
 
 def fit(model, data, epochs: int, lr: float, weight_decay: float = 0.0, seed: int = 0) -> None:
@@ -52,7 +64,7 @@ def fit(model, data, epochs: int, lr: float, weight_decay: float = 0.0, seed: in
 
 def evaluate(model, data, split: str = "val") -> dict:
     model.eval()
-    ev = model.build_evaluator(data.meta)
+    ev = task_of(model).build_evaluator(model, data.meta)
     for batch in DataLoader(data.dataset(split), batch_size=512):
         ev.update(model.predict(batch), batch)
     return ev.compute()
@@ -304,12 +316,12 @@ def test_classifier_pictures_and_evaluator():
     model = LeNet5(num_classes=10, image_size=32)
     x, y = torch.rand(5, 1, 32, 32), torch.arange(5)
     preds = model.predict((x, y))
-    images = model.log_images((x, y), preds)
+    images = task_of(model).images((x, y), preds, {"num_classes": 10})
     grid = images["predictions"]
     # 64-pixel tiles, each with the predicted and true class written under it
     assert grid.shape[0] == 3 and grid.shape[1] > 64 and grid.shape[2] == 5 * 64
     assert 0 <= grid.min() and grid.max() <= 1
-    ev = model.build_evaluator({"num_classes": 10, "class_names": list("abcdefghij")})
+    ev = task_of(model).build_evaluator(model, {"num_classes": 10, "class_names": list("abcdefghij")})
     ev.update(preds, (x, y))
     assert ev.compute()["num_samples"] == 5
     # wrong predictions are framed red, right ones green
@@ -327,13 +339,13 @@ def test_predict_cli_prints_top_classes(tmp_path, capsys):
     path = tmp_path / "digit.png"
     Image.fromarray((np.random.default_rng(0).random((8, 8)) * 255).astype(np.uint8)).save(path)
     out = tmp_path / "out"
-    model.predict_cli({"images": str(path), "topk": "2"}, data, out)
+    predict_cli(model, {"images": str(path), "topk": "2"}, data, out)
     line = capsys.readouterr().out.strip()
     assert line.startswith(str(path)) and len(line.split(",")) == 2
     assert (out / "predictions.txt").read_text().strip() == line
     with pytest.raises(UserError, match="images"):
-        model.predict_cli({"image": str(path)}, data, None)
+        predict_cli(model, {"image": str(path)}, data, None)
     with pytest.raises(UserError, match="topk"):
-        model.predict_cli({"images": str(path), "topk": "two"}, data, None)
+        predict_cli(model, {"images": str(path), "topk": "two"}, data, None)
     with pytest.raises(UserError, match="does not exist"):
-        model.predict_cli({"images": str(tmp_path / "missing.png")}, data, None)
+        predict_cli(model, {"images": str(tmp_path / "missing.png")}, data, None)

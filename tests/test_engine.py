@@ -12,7 +12,6 @@ import torch
 
 from zoo.cli import evaluate_main
 from zoo.engine import checkpoint as C
-from zoo.engine.optim import lr_multiplier
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ["model=two_group", "trainer.progress=false", "logger=none"]
@@ -56,7 +55,7 @@ def test_both_optimizer_groups_step(train, tmp_path):
 @pytest.mark.parametrize("stop_at", [3, 9])
 def test_resume_is_bit_exact(train, tmp_path, stop_at):
     full, part = tmp_path / "full", tmp_path / "part"
-    common = [*BASE, "trainer.ckpt_every=4", "trainer.val_every=6", "model.dropout=0.3"]
+    common = [*BASE, "trainer.ckpt_every=4", "trainer.val_every_steps=6", "model.dropout=0.3"]
     assert train(*common, f"hydra.run.dir={full}") == 0
     assert train(*common, f"hydra.run.dir={part}", f"trainer.interrupt_at={stop_at}") == 0
     assert ckpt(part)["step"] == stop_at
@@ -99,21 +98,6 @@ def test_gradient_accumulation_matches_large_batch(train, tmp_path):
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
 
 
-def test_schedules_with_warmup():
-    f = lr_multiplier({"name": "cosine", "warmup_steps": 10, "warmup_start_factor": 0.0,
-                       "min_lr_ratio": 0.1}, 110)
-    assert f(0) == 0.0 and f(5) == pytest.approx(0.5) and f(10) == pytest.approx(1.0)
-    assert f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1)
-    g = lr_multiplier({"name": "step", "warmup_steps": 0, "step_size": 10, "gamma": 0.5}, 100)
-    assert [g(0), g(9), g(10), g(25)] == [1.0, 1.0, 0.5, 0.25]
-    h = lr_multiplier({"name": "onecycle", "warmup_steps": 0, "pct_start": 0.25, "div_factor": 25.0,
-                       "final_div_factor": 1e4}, 100)
-    assert h(0) == pytest.approx(1 / 25) and h(25) == pytest.approx(1.0)
-    assert h(100) == pytest.approx(1 / 25 / 1e4)
-    c = lr_multiplier({"name": "constant", "warmup_steps": 4, "warmup_start_factor": 0.5}, 10)
-    assert [c(0), c(2), c(4), c(9)] == [0.5, 0.75, 1.0, 1.0]
-
-
 def test_scheduler_drives_optimizer_lr(train, tmp_path):
     run = tmp_path / "run"
     assert train(*BASE, f"hydra.run.dir={run}", "sched=step", "sched.step_size=5", "sched.gamma=0.5",
@@ -125,7 +109,7 @@ def test_scheduler_drives_optimizer_lr(train, tmp_path):
 def test_early_stopping(train, tmp_path):
     run = tmp_path / "run"
     # lr 0 never improves: stops after patience+1 validations without improvement
-    assert train(*BASE, f"hydra.run.dir={run}", "optim.lr=0.0", "trainer.val_every=2",
+    assert train(*BASE, f"hydra.run.dir={run}", "optim.lr=0.0", "trainer.val_every_steps=2",
                  "trainer.patience=2") == 0
     m = json.loads((run / "metrics.json").read_text())
     assert m["stopped_early"] is True and m["steps"] == 8
@@ -141,7 +125,7 @@ def test_ema_weights_validate_and_save(train, tmp_path):
 
 def test_evaluate_equals_validation_numbers(train, tmp_path):
     run = tmp_path / "run"
-    assert train(*BASE, f"hydra.run.dir={run}", "trainer.val_every=5", "data.eval_batch_size=7") == 0
+    assert train(*BASE, f"hydra.run.dir={run}", "trainer.val_every_steps=5", "data.eval_batch_size=7") == 0
     logged = ckpt(run, "best.pt")["last_metrics"]
     out = tmp_path / "m.json"
     assert evaluate_main([f"run={run}", "split=val", f"output={out}"]) == 0
@@ -178,7 +162,7 @@ def test_torchrun_two_processes_on_cpu(config_dir, tmp_path):
     env = {**os.environ, "ZOO_CONFIG_DIR": str(config_dir), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(ROOT / "train.py"), "model=logistic_regression", "trainer.max_steps=30",
-           "trainer.val_every=15", "trainer.progress=false", "logger=none", f"hydra.run.dir={run}"]
+           "trainer.val_every_steps=15", "trainer.progress=false", "logger=none", f"hydra.run.dir={run}"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("run dir:") == 1  # rank 0 alone logs
@@ -221,3 +205,16 @@ def test_bf16_autocast_on_cpu_and_deterministic_switch(train, tmp_path):
     assert train(*BASE, f"hydra.run.dir={run}", "trainer.amp=bf16", "trainer.deterministic=true",
                  "trainer.max_steps=4") == 0
     assert all(torch.isfinite(v).all() for v in ckpt(run)["model"].values())
+
+
+@pytest.mark.slow
+def test_torchrun_non_finite_loss_stops_every_rank_together(config_dir, tmp_path):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "ZOO_CONFIG_DIR": str(config_dir), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "train.py"), *BASE, "model.nan_at_step=7", "trainer.ckpt_every=2",
+           f"hydra.run.dir={run}"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode != 0 and "non-finite loss at step 7" in proc.stderr, proc.stderr[-3000:]
+    state = ckpt(run)
+    assert state["step"] == 6 and all(torch.isfinite(v).all() for v in state["model"].values())

@@ -30,10 +30,10 @@ class TrainingCrashed(Exception):
     """An unexpected exception stopped a training run; raised ``from`` the original.
 
     ``checkpoint`` is the ``last.pt`` of the last completed step (None when none was
-    written yet). The CLI prints the original traceback, then one line saying where that
+    written yet) and ``step`` the step it holds. The CLI prints the original traceback, then one line saying where that
     checkpoint is and how to resume from it, and exits with status 1.
     """
 
-    def __init__(self, message: str, checkpoint: str | None = None) -> None:
+    def __init__(self, message: str, checkpoint: str | None = None, step: int | None = None) -> None:
         super().__init__(message)
-        self.checkpoint = checkpoint
+        self.checkpoint, self.step = checkpoint, step

@@ -14,6 +14,17 @@ from zoo.models.sequence.seq2seq import Seq2SeqLSTM
 from zoo.models.transformer.gpt import GPT
 from zoo.models.transformer.transformer import Transformer
 
+def predict_cli(model, options, data, output=None):
+    """What ``predict.py`` does with this model: its task's mode on a run of it."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from zoo.tasks import task_of
+
+    run = SimpleNamespace(model=model, data=data, run_dir="RUN")
+    return task_of(model).predict(run, options, Path(output) if output is not None else None)
+
+
 
 def test_sample_next_filters():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(2000, 1)
@@ -150,23 +161,23 @@ def test_predict_cli_prints_a_continuation(cls, capsys):
     kw = {"block_size": 64, "n_layer": 1, "n_head": 2, "n_embd": 16} if cls is GPT else {"hidden_size": 16}
     model = cls(vocab_size=128, **kw).eval()
     model.on_train_start(data, ".")
-    model.predict_cli({"prompt": "def ", "max_new_tokens": "20", "seed": "3", "top_k": "5"}, data)
+    predict_cli(model, {"prompt": "def ", "max_new_tokens": "20", "seed": "3", "top_k": "5"}, data)
     out = capsys.readouterr().out
     assert out.startswith("def ") and len(out.rstrip("\n")) >= 4
-    model.predict_cli({"prompt": "def ", "max_new_tokens": "20", "seed": "3", "top_k": "5"}, data)
+    predict_cli(model, {"prompt": "def ", "max_new_tokens": "20", "seed": "3", "top_k": "5"}, data)
     assert capsys.readouterr().out == out  # a seed makes it repeatable
     with pytest.raises(UserError, match="valid options"):
-        model.predict_cli({"promt": "x"}, data)
+        predict_cli(model, {"promt": "x"}, data)
     with pytest.raises(UserError, match="top_p"):
-        model.predict_cli({"top_p": "1.5"}, data)
+        predict_cli(model, {"top_p": "1.5"}, data)
 
 
 def test_translate_cli(capsys):
     data = SeqTaskData(task="reverse", train_size=10, val_size=5, test_size=5)
     model = Seq2SeqLSTM(vocab_size=14, hidden_size=8, embed_dim=8, num_layers=1, max_len=5).eval()
-    model.predict_cli({"input": "123"}, data)
+    predict_cli(model, {"input": "123"}, data)
     assert set(capsys.readouterr().out.strip()) <= set("0123456789")
     with pytest.raises(UserError, match="vocabulary"):
-        model.predict_cli({"input": "12x"}, data)
+        predict_cli(model, {"input": "12x"}, data)
     with pytest.raises(UserError, match="input"):
-        model.predict_cli({}, data)
+        predict_cli(model, {}, data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from zoo.tasks import task_of
 from zoo.data.seq_tasks import SeqTaskData
 from zoo.models.sequence.classifier import BagOfWordsClassifier, RecurrentClassifier
 from zoo.models.transformer.transformer import Transformer
@@ -27,7 +28,7 @@ def _fit(model, data, steps, lr=3e-3):
             if done == steps:
                 break
     model.eval()
-    ev = model.build_evaluator(data.meta)
+    ev = task_of(model).build_evaluator(model, data.meta)
     for batch in torch.utils.data.DataLoader(data.dataset("val"), batch_size=100,
                                              collate_fn=data.collate_fn):
         ev.update(model.predict(batch), batch)
@@ -76,7 +77,7 @@ def test_captioner_reads_the_image(every_step):
         loss.backward()
         opt.step()
     model.eval()
-    ev = model.build_evaluator(data.meta)
+    ev = task_of(model).build_evaluator(model, data.meta)
     ev.update(model.predict((images, captions)), (images, captions))
     assert common <= 6
     assert ev.compute()["exact_match"] == 1.0

@@ -30,6 +30,8 @@ class DataModule:
 
     splits: tuple[str, ...] = ("train", "val", "test")
     collate_fn: Callable | None = None
+    # False: training batches in dataset order (language-model streams that carry state)
+    shuffle: bool = True
 
     def __init__(
         self,

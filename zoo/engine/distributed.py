@@ -76,6 +76,28 @@ def all_reduce_flag(flag: bool) -> bool:
     return bool(t.item() > 0)
 
 
+def all_reduce_min(value: int | None) -> int | None:
+    """The smallest value over all ranks (None where a rank has none; None if none has)."""
+    if not is_dist():
+        return value
+    big = 2 ** 62
+    t = torch.tensor([big if value is None else int(value)], dtype=torch.int64,
+                     device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    v = int(t.item())
+    return None if v == big else v
+
+
+def all_reduce_flags(flags: list[bool]) -> list[bool]:
+    """Each flag True on every rank if any rank says True (one collective for several)."""
+    if not is_dist():
+        return list(flags)
+    t = torch.tensor([1.0 if f else 0.0 for f in flags],
+                     device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v > 0) for v in t.tolist()]
+
+
 def env_rank() -> int:
     """This process's rank as torchrun set it (valid before and after the group exists)."""
     return int(os.environ.get("RANK", "0"))

@@ -1,48 +1,73 @@
-"""Exponential moving average of a model's weights (Polyak averaging)."""
+"""Exponential moving average of weights (Polyak averaging), as torch implements it.
+
+The average is ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn``:
+the first update copies the weights, each later one is ``s = decay * s + (1 - decay) * w``
+over parameters and buffers. It covers ``model.ema_module()`` only (the whole model by
+default; a GAN's generator), and validation swaps the averaged weights into that module.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 
 class ModelEMA:
-    """Shadow copy ``s = decay * s + (1 - decay) * w`` of floating-point parameters and
-    buffers, updated after every optimizer step; ``swapped(model)`` evaluates with it."""
-
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = float(decay)
-        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        self.updates = 0
+        self.module = model.ema_module()
+        self.prefix = _prefix_of(model, self.module)
+        self.averaged = AveragedModel(self.module, multi_avg_fn=get_ema_multi_avg_fn(self.decay),
+                                      use_buffers=True)
+        self.averaged.requires_grad_(False)
 
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        self.updates += 1
-        # warm-up of the decay, as is usual, so early averages are not dominated by the init
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for k, v in model.state_dict().items():
-            s = self.shadow[k]
-            if v.dtype.is_floating_point:
-                s.mul_(d).add_(v.detach(), alpha=1 - d)
-            else:
-                s.copy_(v)
+    @property
+    def updates(self) -> int:
+        return int(self.averaged.n_averaged)
+
+    @property
+    def shadow(self) -> dict[str, torch.Tensor]:
+        """The averaged state of ``ema_module()`` (its own key names)."""
+        return self.averaged.module.state_dict()
+
+    def update(self) -> None:
+        self.averaged.update_parameters(self.module)
+
+    def model_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """``model.state_dict()`` with the averaged weights in place of ``ema_module()``'s."""
+        state = dict(model.state_dict())
+        for k, v in self.shadow.items():
+            state[self.prefix + k] = v.detach().clone()
+        return state
 
     @contextlib.contextmanager
-    def swapped(self, model: nn.Module) -> Iterator[None]:
-        backup = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(self.shadow)
+    def swapped(self) -> Iterator[None]:
+        backup = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        self.module.load_state_dict(self.shadow)
         try:
             yield
         finally:
-            model.load_state_dict(backup)
+            self.module.load_state_dict(backup)
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
 
-    def load_state_dict(self, sd: dict) -> None:
-        self.decay, self.updates = float(sd["decay"]), int(sd["updates"])
-        for k, v in sd["shadow"].items():
-            self.shadow[k].copy_(v)
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        self.decay = float(sd["decay"])
+        self.averaged.multi_avg_fn = get_ema_multi_avg_fn(self.decay)
+        self.averaged.module.load_state_dict(sd["shadow"])
+        self.averaged.n_averaged.fill_(int(sd["updates"]))
+
+
+def _prefix_of(model: nn.Module, sub: nn.Module) -> str:
+    if sub is model:
+        return ""
+    for name, m in model.named_modules():
+        if m is sub:
+            return name + "."
+    raise ValueError("ema_module() must return the model or one of its sub-modules")

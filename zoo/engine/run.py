@@ -111,7 +111,8 @@ LAST = Path("checkpoints") / "last.pt"
 # decide how long the run goes on and how it is watched, not what it has learnt so far.
 # A key ending in "." stands for every key under it.
 RESUME_MAY_CHANGE = (
-    "trainer.max_steps", "trainer.max_epochs", "trainer.val_every", "trainer.ckpt_every",
+    "trainer.max_steps", "trainer.max_epochs", "trainer.val_every", "trainer.val_every_steps",
+    "trainer.ckpt_every",
     "trainer.log_every", "trainer.patience", "trainer.progress", "trainer.device",
     "trainer.max_time", "trainer.limit_val_batches", "trainer.interrupt_at",
     "trainer.on_nonfinite", "trainer.compile",

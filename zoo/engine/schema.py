@@ -43,6 +43,7 @@ class Trainer:
     max_epochs: int | None = key(ge=1)
     max_steps: int | None = key(ge=1)
     val_every: int | None = key(ge=1)
+    val_every_steps: int | None = key(ge=1)
     ckpt_every: int | None = key(ge=1)
     log_every: int = key(ge=1)
     monitor: str | None = key()

@@ -23,6 +23,27 @@ keys and implements:
     Called once before the first step of a new run (not on resume), e.g. to fit
     YOLO anchors on the training boxes. Anything it computes that prediction
     needs must live in buffers so checkpoints carry it.
+Every other hook the trainer calls is declared below with a no-op default, so the
+engine never asks whether a model has a method:
+
+``on_after_step(group, lr)``
+    After each optimizer step of ``group``, with the rate of the step just taken
+    (a lasso's proximal step).
+``training_state()`` / ``load_training_state(state)``
+    State carried from one step to the next outside the weights (an RNN language
+    model's hidden state under truncated BPTT): a dict of tensors or None, saved in
+    ``last.pt`` so that ``resume=`` is exact.
+``ema_module()``
+    The sub-module that ``trainer.ema`` averages and validation swaps in (a GAN
+    returns its generator); default the whole model.
+``step_strategy``
+    ``"grouped"`` (default): the trainer steps one optimizer per group in order.
+    ``"manual"``: ``training_step(batch, handle)`` drives backward and optimizer
+    steps itself through ``handle`` (``zoo.engine.step.StepHandle``), which keeps
+    AMP scaling, ``no_sync`` during accumulation, clipping, schedulers, gradient-norm
+    logging and the non-finite policy: a discriminator:generator ratio, CycleGAN
+    reusing its generated images, or a gradient-free learner (a bandit, whose
+    ``optimizer_groups()`` is empty). See ``zoo.engine.step``.
 """
 
 from __future__ import annotations
@@ -40,6 +61,7 @@ class ZooModel(nn.Module):
     """Base class with the contract's defaults. Subclasses override what they need."""
 
     task: ClassVar[str] = ""
+    step_strategy: ClassVar[str] = "grouped"
 
     def training_step(self, batch: Any, group: str = "main") -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -51,34 +73,17 @@ class ZooModel(nn.Module):
     def predict(self, batch: Any) -> Any:
         raise NotImplementedError
 
-    def on_train_start(self, data: Any, run_dir: str) -> None:  # noqa: B027 - optional hook
+    def on_train_start(self, data: Any, run_dir: str) -> None:
         pass
 
-    # -- forwarding to the task, for callers that still ask the model ------------------------
-    def build_evaluator(self, meta: dict) -> Any:
-        """The task's evaluator (``zoo.tasks.task_of(model).build_evaluator(model, meta)``).
-        Remembers ``meta`` so that ``log_images`` can name classes on a resumed run too."""
-        from zoo.tasks import task_of
+    def on_after_step(self, group: str, lr: float) -> None:
+        pass
 
-        self._picture_meta = dict(meta)
-        return task_of(self).build_evaluator(self, meta)
+    def training_state(self) -> dict[str, torch.Tensor] | None:
+        return None
 
-    def log_images(self, batch: Any, predictions: Any) -> dict[str, torch.Tensor]:
-        """The task's pictures (``task_of(model).images(batch, predictions, meta)``)."""
-        from zoo.tasks import task_of
+    def load_training_state(self, state: dict[str, torch.Tensor] | None) -> None:
+        pass
 
-        return task_of(self).images(batch, predictions, self.__dict__.get("_picture_meta", {}))
-
-    def predict_cli(self, options: dict[str, str], data: Any, output: Any = None) -> Any:
-        """The task's ``predict.py`` mode on this model and ``data``."""
-        from pathlib import Path
-
-        from zoo.tasks import task_of
-
-        run = _PredictRun(self, data)
-        return task_of(self).predict(run, options, Path(output) if output is not None else None)
-
-
-class _PredictRun:
-    def __init__(self, model: nn.Module, data: Any) -> None:
-        self.model, self.data, self.run_dir = model, data, "RUN_DIR"
+    def ema_module(self) -> nn.Module:
+        return self
