@@ -226,7 +226,7 @@ def test_debug_profile_wins_over_the_model_config(config_dir, model):
     assert base.trainer.max_epochs is not None or base.trainer.max_steps > 4  # the model's own length
     cfg = compose(config_dir, "train", [f"model={model}", "trainer=debug"])
     assert cfg.trainer.max_steps == 4 and cfg.trainer.max_epochs is None
-    assert cfg.trainer.val_every == 2 and cfg.trainer.progress is False
+    assert cfg.trainer.val_every_steps == 2 and cfg.trainer.progress is False
     assert cfg.trainer.monitor == base.trainer.monitor  # the model's other trainer keys stay
     # The command line still wins over the profile.
     cfg = compose(config_dir, "train", [f"model={model}", "trainer=debug", "trainer.max_steps=2"])

@@ -56,6 +56,7 @@ class TinyGAN(ZooModel):
     once per training step. ``nan_in`` makes that group's loss NaN on the given step.
     """
 
+    task = "regression"  # validation scores generated points against the data's
     step_strategy = "manual"
 
     def __init__(self, *, order: str = "ratio", d_steps: int = 2, dropout: float = 0.2,
@@ -122,14 +123,13 @@ class TinyGAN(ZooModel):
     def predict(self, batch: Any) -> torch.Tensor:
         return self.D(batch[0]).squeeze(-1)
 
-    def build_evaluator(self, meta: dict) -> RegressionEvaluator:
-        return RegressionEvaluator()
 
 
 class EpsilonGreedyBandit(ZooModel):
     """A 3-armed bandit learner: epsilon-greedy over incremental mean rewards. No
     gradients: counts and values are buffers, the rewards come from the global RNG."""
 
+    task = "regression"
     step_strategy = "manual"
 
     def __init__(self, *, epsilon: float = 0.2, means: tuple[float, ...] = (0.1, 0.5, 0.9)) -> None:
@@ -158,8 +158,6 @@ class EpsilonGreedyBandit(ZooModel):
     def predict(self, batch: Any) -> torch.Tensor:
         return self.values.max().expand(len(batch[0]))
 
-    def build_evaluator(self, meta: dict) -> RegressionEvaluator:
-        return RegressionEvaluator()
 
 
 def compose_cfg(config_dir: Path, *overrides: str) -> Any:
