@@ -19,7 +19,8 @@ usage: python train.py [key=value ...]
   model=NAME            which model (its default data comes with it)
   data=NAME             another dataset for it
   optim=NAME sched=NAME trainer=NAME logger=NAME experiment=NAME
-  trainer.max_steps=N trainer.max_epochs=N trainer.val_every=N trainer.ckpt_every=N
+  trainer.max_steps=N trainer.max_epochs=N trainer.ckpt_every=N
+  trainer.val_every=N (epochs) trainer.val_every_steps=N (steps)
   trainer.device=auto|cpu|cuda|mps  seed=N  init_from=CKPT
   hydra.run.dir=DIR     where the run directory goes (default: a new
                         outputs/DATE/TIME_MODEL, with -2, -3, ... if that exists)
@@ -30,7 +31,8 @@ usage: python train.py [key=value ...]
 resume=RUN_DIR [key=value ...]
   continues a run from RUN_DIR/checkpoints/last.pt (exactly, on CPU). The run's own
   command line may be repeated: equal group choices and values are accepted. Only these
-  may change, from the next step on: trainer.max_steps max_epochs val_every ckpt_every
+  may change, from the next step on: trainer.max_steps max_epochs val_every
+  val_every_steps ckpt_every
   log_every patience progress device max_time limit_val_batches interrupt_at
   on_nonfinite compile, data.eval_batch_size num_workers root, logger.*; any other
   change is refused (start a new run with init_from=RUN_DIR/checkpoints/last.pt).

@@ -196,3 +196,15 @@ def test_ema_state_of_older_runs_still_loads():
     assert ema.updates == 5 and ema.decay == 0.999
     assert all(torch.equal(v, torch.full_like(v, 3.0)) for v in ema.shadow.values())
     assert ema.state_dict()["shadow"].keys() == old["shadow"].keys()
+
+
+def test_onecycle_takes_the_warmup_keys_of_every_schedule():
+    # a model config's sched.warmup_steps (yolo sets 100) must work with sched=onecycle too
+    ours_opt, theirs_opt = _opt(0.3, torch.optim.SGD), _opt(0.3, torch.optim.SGD)
+    ours = build_schedulers({"main": ours_opt}, _sched_cfg("onecycle", warmup_steps=10,
+                                                           warmup_start_factor=0.1), 40)["main"]
+    theirs = torch.optim.lr_scheduler.OneCycleLR(theirs_opt, max_lr=0.3, total_steps=40,
+                                                 pct_start=0.25, div_factor=10.0)
+    for _ in range(40):
+        assert ours_opt.param_groups[0]["lr"] == pytest.approx(theirs_opt.param_groups[0]["lr"])
+        ours_opt.step(), theirs_opt.step(), ours.step(), theirs.step()

@@ -173,12 +173,21 @@ class OneCycle:
     """Smith's one-cycle policy as torch implements it (``torch.optim.lr_scheduler.OneCycleLR``):
     the optimizer's lr is the peak; it starts at ``lr / div_factor``, rises over
     ``pct_start`` of the run and anneals to ``lr / (div_factor * final_div_factor)``;
-    with ``cycle_momentum`` the momentum (Adam's beta1) moves the other way."""
+    with ``cycle_momentum`` the momentum (Adam's beta1) moves the other way.
+
+    The warm-up keys every schedule takes keep their meaning: ``warmup_steps > 0``
+    replaces ``pct_start`` (the rise lasts that many steps) and ``warmup_start_factor > 0``
+    replaces ``div_factor`` (the rise starts at that fraction of lr), so a model config's
+    ``sched.warmup_steps`` also works with ``sched=onecycle``."""
 
     def __init__(self, *, pct_start: float = 0.3, div_factor: float = 25.0,
                  final_div_factor: float = 1e4, anneal_strategy: str = "cos",
                  three_phase: bool = False, cycle_momentum: bool = True,
-                 base_momentum: float = 0.85, max_momentum: float = 0.95) -> None:
+                 base_momentum: float = 0.85, max_momentum: float = 0.95,
+                 warmup_steps: int = 0, warmup_start_factor: float = 0.0) -> None:
+        self.warmup_steps = int(warmup_steps)
+        if warmup_start_factor and warmup_start_factor > 0:
+            div_factor = 1.0 / float(warmup_start_factor)
         self.kwargs = dict(pct_start=float(pct_start), div_factor=float(div_factor),
                            final_div_factor=float(final_div_factor), anneal_strategy=anneal_strategy,
                            three_phase=bool(three_phase), cycle_momentum=bool(cycle_momentum),
@@ -187,10 +196,13 @@ class OneCycle:
     def build(self, optimizer: torch.optim.Optimizer,
               total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
         max_lr = [g["lr"] for g in optimizer.param_groups]
+        total = max(int(total_steps), 2)
+        kwargs = dict(self.kwargs)
+        if self.warmup_steps > 0:
+            kwargs["pct_start"] = min(self.warmup_steps / total, 0.99)
         try:
             return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr,
-                                                       total_steps=max(int(total_steps), 2),
-                                                       **self.kwargs)
+                                                       total_steps=total, **kwargs)
         except ValueError as e:
             raise UserError(f"bad sched option for OneCycle: {e}") from None
 
