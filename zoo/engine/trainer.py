@@ -230,6 +230,7 @@ class Trainer:
         want_images = self.logger.wants_images(self.validations)
 
         def pictures(batch: Any, preds: Any) -> None:
+            self.task.check_output(preds, batch)  # a wrong output form is one line, not a bad metric
             if want_images:
                 self.logger.images(self.task.images(batch, preds, self.data.meta), self.step)
 

@@ -15,6 +15,8 @@ and may add nested tables (dicts/lists) under their own keys (``per_class``,
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -70,6 +72,11 @@ class Evaluator:
         states: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(states, self.state())
         self.merge(states)
+
+    def save_plots(self, directory: str | os.PathLike) -> list[Path]:
+        """PNGs beside ``evaluate.py``'s metrics.json (confusion matrix, PR curves, IoU per
+        class); returns the files written. Default: none."""
+        return []
 
 
 def _to_cpu(v: Any) -> Any:

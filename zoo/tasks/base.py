@@ -177,9 +177,7 @@ class EvaluatorGroup(Evaluator):
     def save_plots(self, directory: str | Path) -> list[Path]:
         written: list[Path] = []
         for i, (name, ev) in enumerate(self.members.items()):
-            saver = getattr(type(ev), "save_plots", None)
-            if saver is not None:
-                written += saver(ev, Path(directory) if i == 0 else Path(directory) / name)
+            written += ev.save_plots(Path(directory) if i == 0 else Path(directory) / name)
         return written
 
 
@@ -236,8 +234,7 @@ class Task:
     def save_plots(self, evaluator: Evaluator, directory: Path) -> list[Path]:
         """PNGs beside ``evaluate.py``'s metrics.json: the evaluator's own plots, when its
         class draws any (confusion matrix, PR curves, IoU per class)."""
-        saver = getattr(type(evaluator), "save_plots", None)
-        return list(saver(evaluator, Path(directory)) or []) if saver is not None else []
+        return list(evaluator.save_plots(Path(directory)))
 
     def fail(self, message: str) -> ModelOutputError:
         return ModelOutputError(f"{self.name} model output: {message}")
