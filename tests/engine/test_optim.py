@@ -162,7 +162,7 @@ def test_ema_equals_torch_averaged_model_on_the_ema_module_only():
 
     torch.manual_seed(0)
     model = _GAN().double()
-    ema = ModelEMA(model, 0.9)
+    ema = ModelEMA(model, 0.9, warmup=False)
     ref = AveragedModel(model.gen, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
     g = torch.Generator().manual_seed(1)
     hand = None
@@ -208,3 +208,19 @@ def test_onecycle_takes_the_warmup_keys_of_every_schedule():
     for _ in range(40):
         assert ours_opt.param_groups[0]["lr"] == pytest.approx(theirs_opt.param_groups[0]["lr"])
         ours_opt.step(), theirs_opt.step(), ours.step(), theirs.step()
+
+
+def test_ema_warmup_is_the_decay_schedule_on_torch_averaged_model():
+    torch.manual_seed(0)
+    model = _GAN().double()
+    ema = ModelEMA(model, 0.9)  # warm-up on: the trainer's default
+    g = torch.Generator().manual_seed(1)
+    hand = None
+    for n in range(12):
+        _perturb(model, g)
+        ema.update()
+        w = model.gen[0].weight.detach().clone()
+        d = min(0.9, (1 + n) / (10 + n))  # n updates were averaged before this one
+        hand = w if hand is None else d * hand + (1 - d) * w
+    assert (ema.shadow["0.weight"] - hand).abs().max() <= 1e-15
+    assert ema.updates == 12

@@ -53,6 +53,7 @@ class Trainer:
     clip_grad_norm: float | None = key(gt=0)
     amp: Literal["auto", "off", "bf16", "fp16"] = key()
     ema: float | None = key(gt=0, lt=1)
+    ema_warmup: bool = key()
     compile: bool = key()
     deterministic: bool = key()
     on_nonfinite: Literal["stop", "skip"] = key()

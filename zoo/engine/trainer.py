@@ -110,7 +110,7 @@ class Trainer:
         self.cadence = Cadence.from_config(t, self.total_steps)
         self.schedulers = build_schedulers(self.optimizers, cfg.sched, self.total_steps)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.amp == torch.float16 else None
-        self.ema = ModelEMA(self.model, float(t.ema)) if t.ema else None
+        self.ema = ModelEMA(self.model, float(t.ema), warmup=bool(t.get("ema_warmup", True))) if t.ema else None
         self.tracker = BestTracker(t.monitor, str(t.mode), t.patience, save_best=self._save_best)
 
         # Progress counters; all restored on resume.
