@@ -44,10 +44,6 @@ def world_size() -> int:
     return dist.get_world_size() if is_dist() else 1
 
 
-def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", "0"))
-
-
 def is_main() -> bool:
     return rank() == 0
 

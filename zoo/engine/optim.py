@@ -268,6 +268,3 @@ def build_schedulers(optimizers: dict[str, torch.optim.Optimizer], sched_cfg: Di
 def current_lr(opt: torch.optim.Optimizer) -> float:
     return float(opt.param_groups[0]["lr"])
 
-
-def state_dicts(objs: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.state_dict() for k, v in objs.items()}
