@@ -244,7 +244,7 @@ def test_image_folder_mistakes(tmp_path):
     with pytest.raises(DataError, match=f"{tmp_path}/train/<class>"):
         ImageFolderData(root=str(tmp_path))
     image_folder_fixture(tmp_path, classes=("a", "b", "c"), splits=("train", "val", "test"))
-    with pytest.raises(DataError, match="has 3 classes; set data.num_classes=3"):
+    with pytest.raises(DataError, match="has 3 classes but data.num_classes=2; set data.num_classes=3"):
         ImageFolderData(root=str(tmp_path), num_classes=2, num_features=3072)
     data = ImageFolderData(root=str(tmp_path), num_classes=3, num_features=3072)
     assert data.splits == ("train", "val", "test")

@@ -304,7 +304,7 @@ def test_image_folder_needs_only_its_root(config_dir, tmp_path):
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["data"]["num_classes"] == 3 and saved["data"]["class_names"] == ["cat", "dog", "eel"]
     assert saved["data"]["num_features"] == 48 and saved["model"]["in_features"] == 48
-    with pytest.raises(UserError, match="has 3 classes; set data.num_classes=3"):
+    with pytest.raises(UserError, match="has 3 classes but data.num_classes=2; set data.num_classes=3"):
         compose(config_dir, "train", ["model=mlp", "data=image_folder", f"data.root={root}",
                                       "data.num_classes=2"])
     shutil.rmtree(root / "val" / "eel")

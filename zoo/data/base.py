@@ -66,3 +66,18 @@ class DataModule:
         if split not in self._cache:
             self._cache[split] = self.build(split)
         return self._cache[split]
+
+
+def class_meta(names: list[str], where: str, config: dict[str, Any]) -> dict[str, Any]:
+    """``num_classes`` and ``class_names`` read from a dataset's files (``where`` names
+    them), checked against what the config gives (``DataError`` naming both if they differ)."""
+    given_names = config.get("class_names")
+    if given_names is not None and list(given_names) != list(names):
+        raise DataError(f"data.class_names={list(given_names)} but {where} names {list(names)}; "
+                        f"leave data.class_names unset to read them from the files")
+    given = config.get("num_classes")
+    if given is not None and given != len(names):
+        raise DataError(f"{where} has {len(names)} classes but data.num_classes={given}; "
+                        f"set data.num_classes={len(names)} or leave it unset (read from "
+                        f"the files)")
+    return {"num_classes": len(names), "class_names": list(names)}

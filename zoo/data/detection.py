@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from zoo.data.base import DataModule
+from zoo.data.base import DataModule, class_meta
 from zoo.data.images import IMAGE_SUFFIXES
 from zoo.data.batches import DetectionBatch
 from zoo.errors import DataError, choices
@@ -413,16 +413,7 @@ class _DiskDetectionData(DataModule):
     @classmethod
     def infer_meta(cls, config: dict[str, Any]) -> dict[str, Any]:
         names, where = cls.class_names_on_disk(config)
-        given_names = config.get("class_names")
-        if given_names is not None and list(given_names) != names:
-            raise DataError(f"data.class_names={list(given_names)} but {where} names {names}; "
-                            f"leave data.class_names unset to read them from the files")
-        given = config.get("num_classes")
-        if given is not None and given != len(names):
-            raise DataError(f"{where} has {len(names)} classes but data.num_classes={given}; "
-                            f"set data.num_classes={len(names)} or leave it unset (read from "
-                            f"the files)")
-        return {"num_classes": len(names), "class_names": names}
+        return class_meta(names, where, config)
 
     def _fill_meta(self) -> None:
         """Class metadata from the files (when built outside a composed config), then a

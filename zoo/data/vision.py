@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from zoo.data.base import DataModule
+from zoo.data.base import DataModule, class_meta
 from zoo.data.batches import collate_labelled
 from zoo.data.images import IMAGE_SUFFIXES
 from zoo.data.transforms import classification_augment, resize, to_float_image
@@ -353,15 +353,7 @@ class ImageFolderData(ImageClassificationData):
         classes, _ = list_image_folder(root_path / "train")
         if not classes:
             raise DataError(f"{root_path / 'train'} has no class folders; expected {_FOLDER_LAYOUT}")
-        given = config.get("class_names")
-        if given is not None and list(given) != classes:
-            raise DataError(f"data.class_names={list(given)} but the class folders of "
-                            f"{root_path / 'train'} are {classes}; leave data.class_names unset")
-        n = config.get("num_classes")
-        if n is not None and n != len(classes):
-            raise DataError(f"data.num_classes={n} but {root_path / 'train'} has {len(classes)} "
-                            f"classes; set data.num_classes={len(classes)} or leave it unset")
-        return {**meta, "num_classes": len(classes), "class_names": classes}
+        return {**meta, **class_meta(classes, str(root_path / 'train'), config)}
 
     def _list_split(self, split: str) -> list[tuple[Path, str]]:
         split_dir = Path(self.meta["root"]) / split

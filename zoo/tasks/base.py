@@ -306,3 +306,12 @@ def shape_of(x: Any) -> str:
     if isinstance(x, (list, tuple)):
         return f"a {type(x).__name__} of {len(x)}"
     return f"a {type(x).__name__}"
+
+
+def encode_input(run: Any, text: str) -> torch.Tensor:
+    """``text`` as (1, T) ids of the run's task vocabulary (``input=`` of seq2seq and
+    tagging runs), on the model's device."""
+    vocab = getattr(run.data, "vocab", None)
+    if vocab is None:
+        raise UserError("this run's data config has no task vocabulary to encode input with")
+    return torch.tensor([vocab.encode(text)], dtype=torch.int64, device=model_device(run.model))

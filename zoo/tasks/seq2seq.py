@@ -14,8 +14,14 @@ from typing import Any, ClassVar
 import torch
 
 from zoo.data.batches import TokenBatch
-from zoo.errors import UserError
-from zoo.tasks.base import Option, Task, evaluator_spec, model_device, shape_of, write_text
+from zoo.tasks.base import (
+    Option,
+    Task,
+    encode_input,
+    evaluator_spec,
+    shape_of,
+    write_text,
+)
 
 
 def check_ids(task: Task, predictions: Any, batch_size: int, what: str) -> None:
@@ -46,10 +52,8 @@ class Seq2SeqTask(Task):
     @torch.no_grad()
     def predict(self, run: Any, options: Mapping[str, str], output: Path | None) -> list[Path]:
         opt = self.parse_predict(options)
-        vocab = getattr(run.data, "vocab", None)
-        if vocab is None:
-            raise UserError("this run's data config has no task vocabulary to encode input with")
-        src = torch.tensor([vocab.encode(opt["input"])], dtype=torch.int64, device=model_device(run.model))
+        src = encode_input(run, opt["input"])
+        vocab = run.data.vocab
         out = vocab.decode(run.model.translate(src, opt["beam_size"])[0].tolist())
         print(out)
         return write_text(output, "translation.txt", out)

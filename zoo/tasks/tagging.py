@@ -15,7 +15,14 @@ import torch
 
 from zoo.data.batches import TokenBatch
 from zoo.errors import UserError
-from zoo.tasks.base import Option, Task, evaluator_spec, model_device, shape_of, write_text
+from zoo.tasks.base import (
+    Option,
+    Task,
+    encode_input,
+    evaluator_spec,
+    shape_of,
+    write_text,
+)
 
 
 class TaggingTask(Task):
@@ -40,10 +47,8 @@ class TaggingTask(Task):
     @torch.no_grad()
     def predict(self, run: Any, options: Mapping[str, str], output: Path | None) -> list[Path]:
         opt = self.parse_predict(options)
-        vocab = getattr(run.data, "vocab", None)
-        if vocab is None:
-            raise UserError("this run's data config has no task vocabulary to encode input with")
-        ids = torch.tensor([vocab.encode(opt["input"])], dtype=torch.int64, device=model_device(run.model))
+        ids = encode_input(run, opt["input"])
+        vocab = run.data.vocab
         if ids.numel() == 0:
             raise UserError("input= holds no symbol to tag")
         tags = run.model.predict(TokenBatch(ids, torch.zeros_like(ids)))[0].tolist()
