@@ -1,0 +1,1 @@
+"""Classic AI that is not trained: search, local search (``python solve.py``)."""
