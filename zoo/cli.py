@@ -598,7 +598,10 @@ def _solve_table(sweep_dir: Path, runs: list[Path]) -> None:
             r["solved"] = "gave up"
         rows.append([d.name, given] + [_cell(r.get(k)) for k in RESULT_COLUMNS])
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda cells: "| " + " | ".join(f"{c:<{w}}" for c, w in zip(cells, widths)) + " |"  # noqa: E731
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(f"{c:<{w}}" for c, w in zip(cells, widths)) + " |"
+
     text = "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
                       *map(line, rows)])
     print(text)

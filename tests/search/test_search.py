@@ -9,8 +9,8 @@ from zoo.search.informed import AStar, GreedyBestFirst
 from zoo.search.nqueens import NQueens
 from zoo.search.problems import GraphProblem, GridPath, Romania, SlidingPuzzle
 from zoo.search.uninformed import (
-    BreadthFirst,
     Bidirectional,
+    BreadthFirst,
     DepthFirst,
     DepthLimited,
     IterativeDeepening,
@@ -109,10 +109,10 @@ def test_romania_textbook_routes():
 # --------------------------------------------------------------------------- hand-traced counts
 # S -> A 1, S -> B 4, S -> D 2, A -> B 2, A -> C 6, B -> C 1, B -> G 7, C -> G 2, D -> E 1
 # (directed); the cheapest route S A B C G costs 6, the fewest steps S B G costs 11.
-TINY = dict(edges=[["S", "A", 1], ["S", "B", 4], ["S", "D", 2], ["A", "B", 2], ["A", "C", 6],
-                   ["B", "C", 1], ["B", "G", 7], ["C", "G", 2], ["D", "E", 1]],
-            start="S", goal="G", directed=True,
-            heuristics={"h": {"S": 5, "A": 4, "B": 2, "C": 1, "G": 0, "D": 10, "E": 10}})
+TINY = {"edges": [["S", "A", 1], ["S", "B", 4], ["S", "D", 2], ["A", "B", 2], ["A", "C", 6],
+                  ["B", "C", 1], ["B", "G", 7], ["C", "G", 2], ["D", "E", 1]],
+        "start": "S", "goal": "G", "directed": True,
+        "heuristics": {"h": {"S": 5, "A": 4, "B": 2, "C": 1, "G": 0, "D": 10, "E": 10}}}
 
 # (algorithm, path, expanded, generated, max frontier), traced by hand (see each comment).
 TRACED = [
@@ -164,9 +164,9 @@ def test_ids_equals_bfs_on_unit_costs(seed):
 # S -> A 1, S -> B 1, A -> C 2, B -> C 1, C -> G 3: the cheapest route S B C G costs 5.
 # h(B) = 4 is admissible (B's true cost is 4) but inconsistent: h(B) > cost(B, C) + h(C) = 1.
 # A* closes C through A (g 3) before B (f 5) finds the cheaper g 2.
-INCONSISTENT = dict(edges=[["S", "A", 1], ["S", "B", 1], ["A", "C", 2], ["B", "C", 1], ["C", "G", 3]],
-                    start="S", goal="G", directed=True,
-                    heuristics={"h": {"S": 0, "A": 0, "B": 4, "C": 0, "G": 0}})
+INCONSISTENT = {"edges": [["S", "A", 1], ["S", "B", 1], ["A", "C", 2], ["B", "C", 1], ["C", "G", 3]],
+                "start": "S", "goal": "G", "directed": True,
+                "heuristics": {"h": {"S": 0, "A": 0, "B": 4, "C": 0, "G": 0}}}
 
 
 def consistent(problem, name, states):

@@ -370,7 +370,7 @@ class SlidingPuzzle(Problem):
             raise UserError(f"problem.size={size!r}: expected 2 to 6")
         self.n = size
         cells = size * size
-        self.goal = self._board(goal, "goal") if goal is not None else tuple([*range(1, cells), 0])
+        self.goal = self._board(goal, "goal") if goal is not None else (*range(1, cells), 0)
         self.goal_at = {t: divmod(i, size) for i, t in enumerate(self.goal)}
         if start is not None:
             self.start = self._board(start, "start")

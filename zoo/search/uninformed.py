@@ -36,7 +36,7 @@ TRACE_CAP = 20_000  # states kept for pictures of the expansion order
 class Node:
     """A search-tree node: a state, the node it was reached from and the path cost g."""
 
-    __slots__ = ("state", "parent", "g", "depth")
+    __slots__ = ("depth", "g", "parent", "state")
 
     def __init__(self, state: State, parent: Node | None = None, g: float = 0.0, depth: int = 0):
         self.state, self.parent, self.g, self.depth = state, parent, g, depth
@@ -76,8 +76,7 @@ class Counts:
             self.trace.append(state)
 
     def frontier(self, size: int) -> None:
-        if size > self.max_frontier:
-            self.max_frontier = size
+        self.max_frontier = max(self.max_frontier, size)
 
     def result(self, path: list[State] | None, cost: float | None, **extra: Any) -> SearchResult:
         return SearchResult(path=path, cost=cost, expanded=self.expanded, generated=self.generated,
@@ -98,7 +97,7 @@ def children(problem: Problem, node: Node, counts: Counts) -> Iterator[Node]:
 def path_cost(problem: Problem, path: list[State]) -> float:
     """The cost of a path given as states (the cheapest action between each pair)."""
     total = 0.0
-    for s, t in zip(path, path[1:]):
+    for s, t in itertools.pairwise(path):
         costs = [problem.step_cost(s, a, t) for a in problem.actions(s) if problem.result(s, a) == t]
         if not costs:
             raise ValueError(f"no action leads from {s!r} to {t!r}")
