@@ -41,10 +41,13 @@ class _Informed(Search):
     def prepare(self, problem: Problem) -> None:
         self.heuristic_used, self._h = heuristic_of(problem, self.heuristic, self.label)
 
-    def search(self, problem: Problem, counts: Counts, rng: random.Random) -> SearchResult:
-        r = best_first(problem, counts, self.f, self._h, self.graph, self.reopen)
-        r.extra["heuristic"] = self.heuristic_used
+    def solve(self, problem: Problem, rng: random.Random) -> SearchResult:
+        r = super().solve(problem, rng)
+        r.extra["heuristic"] = self.heuristic_used  # also when the search gave up
         return r
+
+    def search(self, problem: Problem, counts: Counts, rng: random.Random) -> SearchResult:
+        return best_first(problem, counts, self.f, self._h, self.graph, self.reopen)
 
     @staticmethod
     def f(g: float, h: float) -> float:

@@ -208,7 +208,8 @@ MOVES = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
 
 
 class GridPath(Problem):
-    """Path-finding on a 4-connected grid. ``layout`` rows use ``.`` free, ``#`` wall,
+    """Path-finding on a 4-connected grid. ``layout`` rows use ``.`` free, ``#`` or ``X``
+    wall (``X`` needs no quoting on a command line),
     ``2``-``9`` a cell that costs that much to enter, ``S`` start, ``G`` goal; without
     one a random grid (``rows`` x ``cols``, ``obstacles`` and ``weighted`` the shares of
     walls and costly cells, ``seed``) with a route from the top-left to the bottom-right
@@ -240,10 +241,10 @@ class GridPath(Problem):
         start = goal = None
         for r, line in enumerate(layout):
             for c, ch in enumerate(line):
-                if ch == "#":
+                if ch in "#X":
                     continue
                 if ch not in ".SG23456789":
-                    raise UserError(f"problem.layout: unknown cell '{ch}' (use . # S G 2-9)")
+                    raise UserError(f"problem.layout: unknown cell '{ch}' (use . # X S G 2-9)")
                 self.cost[(r, c)] = float(ch) if ch.isdigit() else 1.0
                 start = (r, c) if ch == "S" else start
                 goal = (r, c) if ch == "G" else goal
