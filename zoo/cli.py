@@ -117,10 +117,13 @@ def train_main(argv: list[str] | None = None, config_dir: Path | None = None) ->
     return code
 
 
-def _multirun(argv: list[str], cdir: Path) -> int:
+def _multirun(argv: list[str], cdir: Path,
+              run_one: Callable[[list[str], Path], int] | None = None,
+              report: Callable[[Path, list[Path]], None] | None = None) -> int:
     """A sweep: the cartesian product of comma-separated values (Hydra's sweep syntax,
     e.g. ``-m model=lenet,mlp optim.lr=1e-3,1e-2``), one run directory each under
-    ``multirun/<date>/<time>/<n>`` (or ``hydra.sweep.dir=DIR``), run one after another."""
+    ``multirun/<date>/<time>/<n>`` (or ``hydra.sweep.dir=DIR``), run one after another
+    (by ``run_one``, training by default); ``report`` then sees the run directories."""
     import itertools
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -145,8 +148,10 @@ def _multirun(argv: list[str], cdir: Path) -> int:
     failures = 0
     for i, combo in enumerate(combos):
         print(f"[{i + 1}/{len(combos)}] {' '.join(combo)}", flush=True)
-        code = _guard(lambda: _train([*combo, f"hydra.run.dir={sweep_dir}/{i}"], cdir))
+        code = _guard(lambda: (run_one or _train)([*combo, f"hydra.run.dir={sweep_dir}/{i}"], cdir))
         failures += code != 0
+    if report is not None:
+        report(sweep_dir, [sweep_dir / str(i) for i in range(len(combos))])
     print(f"sweep done: {len(combos) - failures}/{len(combos)} runs succeeded in {sweep_dir}")
     return 0 if failures == 0 else 1
 
@@ -377,3 +382,236 @@ def _print_written(paths: list[Path]) -> None:
     for folder, names in by_dir.items():
         shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
         print(f"wrote {folder}/: {shown}")
+
+
+# --------------------------------------------------------------------------- solve
+USAGE_SOLVE = """\
+usage: python solve.py [problem=NAME] [algo=NAME] [heuristic=NAME] [key=value ...]
+
+  problem=NAME          which problem (configs/problem/), default grid
+  algo=NAME             which algorithm (configs/algo/), default astar
+  heuristic=NAME        for greedy and astar: one of the problem's (null: its first)
+  problem.start=[1,2,3,4,5,6,0,7,8]   problem.seed=N   problem.n=N   an instance
+  algo.graph=false      tree search (an open list only) instead of graph search
+  algo.reopen=false     A*: a cheaper path to a closed state is dropped, not reopened
+  algo.max_expansions=N algo.max_seconds=S   give up past either (exit status 1)
+  seed=N                the algorithm's random choices
+  hydra.run.dir=DIR     where the run directory goes (default: a new
+                        outputs/DATE/TIME_PROBLEM_ALGO, with -2, -3, ... if that exists)
+  --cfg job|all         print the composed config (--resolve: resolved) without solving
+  -m algo=bfs,ids,ucs,astar problem=grid   a sweep: one run each under multirun/DATE/TIME/N,
+                        then one table of them (printed, and table.md in the sweep directory)
+
+A run directory holds config.yaml (resolved), result.json (path, cost, steps, expanded,
+generated, max_frontier, seconds, solved, optimal, optimal_cost, ...) and solution.png.
+
+exit status: 0 solved, or no solution exists   1 gave up (a limit)   2 a mistake (one line)
+"""
+
+SOLVE_GROUPS = ("problem", "algo")
+RESULT_COLUMNS = ("problem", "algo", "heuristic", "solved", "cost", "optimal", "expanded",
+                  "generated", "max_frontier", "seconds")
+
+
+def solve_main(argv: list[str] | None = None, config_dir: Path | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cdir = _config_dir(config_dir)
+    if any(a in ("-h", "--help", "help") for a in argv):
+        from zoo.engine.config import list_group
+
+        print(USAGE_SOLVE + "\navailable configs:\n" + "\n".join(
+            f"{g + ':':<12}{', '.join(list_group(cdir, g))}" for g in SOLVE_GROUPS))
+        return 0
+    if any(a in ("--cfg", "-c") for a in argv):
+        return _guard(lambda: _print_solve_config(cdir, argv))
+    if any(a in ("-m", "--multirun") for a in argv):
+        return _guard(lambda: _solve_sweep([a for a in argv if a not in ("-m", "--multirun")], cdir))
+    return _guard(lambda: _solve(argv, cdir))
+
+
+def _solve_sweep(argv: list[str], cdir: Path) -> int:
+    _check_options(argv)
+    return _multirun(argv, cdir, run_one=_solve, report=_solve_table)
+
+
+def _check_options(argv: list[str]) -> None:
+    for a in argv:
+        if a.startswith("-"):
+            raise UserError(f"unknown option '{a}'; arguments are key=value overrides (see --help)")
+
+
+def _check_solve_choices(cdir: Path, overrides: list[str]) -> None:
+    from zoo.engine.config import list_group
+    from zoo.errors import choices
+
+    for ov in overrides:
+        key, _, value = ov.partition("=")
+        key = key.lstrip("+~")
+        if key in SOLVE_GROUPS:
+            valid = list_group(cdir, key)
+            if value not in valid:
+                raise UserError(f"unknown {key} '{value}'; valid choices: {choices(valid)}")
+
+
+def _compose_solve(cdir: Path, argv: list[str]) -> Any:
+    from zoo.engine.config import compose
+
+    _check_options(argv)
+    _check_solve_choices(cdir, argv)
+    return compose(cdir, "solve", argv)
+
+
+def _print_solve_config(cdir: Path, argv: list[str]) -> int:
+    from omegaconf import OmegaConf
+
+    from zoo.engine.config import resolved
+
+    args = list(argv)
+    i = next(i for i, a in enumerate(args) if a in ("--cfg", "-c"))
+    which = args[i + 1] if i + 1 < len(args) else ""
+    if which not in ("job", "all"):
+        raise UserError(f"--cfg takes job or all, got '{which or 'nothing'}'")
+    del args[i:i + 2]
+    resolve = "--resolve" in args
+    cfg = _compose_solve(cdir, [a for a in args if a != "--resolve"])
+    if which == "job":
+        cfg = OmegaConf.create(resolved(cfg)) if resolve else OmegaConf.masked_copy(
+            cfg, [k for k in cfg if k != "hydra"])
+    print(OmegaConf.to_yaml(cfg), end="")
+    return 0
+
+
+def _solve(argv: list[str], cdir: Path) -> int:
+    """One search: compose, build the problem and the algorithm, solve, write the run."""
+    import math
+    import random
+
+    from omegaconf import OmegaConf
+
+    from zoo.engine.config import build, resolved
+    from zoo.engine.run import claim_run_dir
+    from zoo.engine.utils import write_json
+    from zoo.search.base import Algorithm, Problem
+    from zoo.search.uninformed import Search
+
+    cfg = _compose_solve(cdir, argv)
+    names = {k: str(v) for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
+    try:
+        run_dir = Path(cfg.hydra.run.dir)
+    except Exception as e:
+        raise UserError(f"bad hydra.run.dir: {str(e).splitlines()[0]}") from None
+    explicit = any(o.lstrip("+").startswith("hydra.run.dir=") for o in argv)
+    if explicit and (run_dir / "result.json").exists():
+        raise UserError(f"{run_dir} already holds a run (result.json); choose another hydra.run.dir")
+    del cfg["hydra"]
+    cfg.run_info = {"choices": names, "overrides": list(argv),
+                    "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    plain = resolved(cfg)
+    problem = build(cfg.problem, "problem")
+    algo = build(cfg.algo, "algo")
+    if not isinstance(problem, Problem) or not isinstance(algo, Algorithm):
+        raise UserError("problem._target_ must build a zoo.search Problem and algo._target_ an Algorithm")
+    label = f"problem={names.get('problem')} algo={names.get('algo')}"
+    try:
+        result = algo.solve(problem, random.Random(plain.get("seed", 0)))
+    except NotImplementedError as e:
+        missing = _missing_problem_method(e)
+        if missing is None:
+            raise
+        raise UserError(f"algo={names.get('algo')} does not suit problem={names.get('problem')}: it "
+                        f"needs {missing}(), which {type(problem).__name__} does not define") from None
+    optimum = None
+    if isinstance(algo, Search) and "gave_up" not in result.extra:
+        optimum = problem.optimal_cost()
+        if result.optimal is None and optimum is not None:
+            result.optimal = bool(result.solved and math.isclose(result.cost, optimum, rel_tol=1e-9))
+    run_dir = claim_run_dir(run_dir) if not explicit else run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.create(plain | {"run_info": OmegaConf.to_container(cfg.run_info)}),
+                   run_dir / "config.yaml")
+    heuristic = result.extra.get("heuristic")
+    out = {"problem": names.get("problem"), "algo": names.get("algo"), "heuristic": heuristic,
+           "solved": result.solved, "path": result.path, "cost": result.cost,
+           "steps": len(result.path) - 1 if result.path else None,
+           "expanded": result.expanded, "generated": result.generated,
+           "max_frontier": result.max_frontier, "seconds": result.seconds,
+           "optimal": result.optimal, "optimal_cost": optimum}
+    out.update({k: v for k, v in result.extra.items() if k not in out})
+    write_json(run_dir / "result.json", out)
+    picture = run_dir / "solution.png"
+    result.extra["title"] = names.get("algo", "") + (f" ({heuristic})" if heuristic else "")
+    problem.draw(result, picture)
+    del result.extra["title"]
+    _print_result(label, out)
+    written = [run_dir / "result.json"] + ([picture] if picture.exists() else [])
+    print(f"written: {', '.join(str(p) for p in written)}")
+    return 1 if result.extra.get("gave_up") else 0
+
+
+def _missing_problem_method(e: NotImplementedError) -> str | None:
+    """The Problem method an algorithm called that the problem does not define (its base
+    version raised), or None when the error came from elsewhere."""
+    from zoo.search.base import Problem
+
+    base = {f.__code__: name for name, f in vars(Problem).items() if hasattr(f, "__code__")}
+    tb, found = e.__traceback__, None
+    while tb is not None:
+        found = base.get(tb.tb_frame.f_code, found)
+        tb = tb.tb_next
+    return found
+
+
+def _print_result(label: str, out: dict[str, Any]) -> None:
+    h = f" heuristic={out['heuristic']}" if out.get("heuristic") else ""
+    if out["solved"]:
+        verdict = ""
+        if out["optimal"] is not None:
+            verdict = " (optimal)" if out["optimal"] else f" (not optimal: the optimum is {out['optimal_cost']:g})"
+        cost = out["cost"]
+        head = f"solved: cost {cost:g}{verdict}" if isinstance(cost, (int, float)) else "solved"
+        if out["steps"] is not None:
+            head += f", {out['steps']} steps"
+    else:
+        head = out.get("gave_up") or "no solution exists"
+    print(f"{label}{h}: {head}")
+    print(f"  expanded {out['expanded']}  generated {out['generated']}  "
+          f"max frontier {out['max_frontier']}  {out['seconds']:.3f} s")
+
+
+def _solve_table(sweep_dir: Path, runs: list[Path]) -> None:
+    """One table of a sweep's runs: printed, and written to ``SWEEP/table.md``."""
+    import json
+
+    import yaml
+
+    header = ["run", "overrides", *RESULT_COLUMNS]
+    rows = []
+    for d in runs:
+        try:
+            r = json.loads((d / "result.json").read_text())
+            info = yaml.safe_load((d / "config.yaml").read_text()).get("run_info", {})
+            given = " ".join(o for o in info.get("overrides", []) if not o.startswith("hydra."))
+        except (OSError, ValueError, AttributeError):
+            rows.append([d.name, "(failed)"] + [""] * len(RESULT_COLUMNS))
+            continue
+        if not r.get("solved") and r.get("gave_up"):
+            r["solved"] = "gave up"
+        rows.append([d.name, given] + [_cell(r.get(k)) for k in RESULT_COLUMNS])
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(f"{c:<{w}}" for c, w in zip(cells, widths)) + " |"
+
+    text = "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+                      *map(line, rows)])
+    print(text)
+    (sweep_dir / "table.md").write_text(text + "\n")
+    print(f"written: {sweep_dir / 'table.md'}")
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}" if v < 1 else f"{v:g}"
+    return str(v)

@@ -49,6 +49,17 @@ class Problem:
 
     heuristics: tuple[str, ...] = ()
 
+    def goal_state(self) -> State | None:
+        """The one goal state when the goal test names a single state (bidirectional search
+        starts its backward half there); None when the goal is a property (N-queens)."""
+        return None
+
+    def predecessors(self, state: State) -> Iterable[State]:
+        """The states with an action leading to ``state`` (the backward half of
+        bidirectional search); a problem whose actions are reversible returns its
+        successors."""
+        raise NotImplementedError
+
     def optimal_cost(self) -> float | None:
         """The true optimum when it is known cheaply (None otherwise): ``result.json``'s
         ``optimal`` compares against it."""
@@ -86,6 +97,9 @@ class SearchResult:
     solved: bool = False
     optimal: bool | None = None       # cost equals the problem's known optimum
     extra: dict[str, Any] = field(default_factory=dict)  # algorithm-specific (restarts, steps, ...)
+    # The first states expanded, in order (capped), for pictures of the expansion order;
+    # not part of result.json.
+    trace: list[Any] | None = field(default=None, repr=False)
 
 
 @buildable
