@@ -125,9 +125,10 @@ OPPONENTS = ("random", "perfect")
 
 
 class _Games(Dataset):
-    """Evaluation game i: (i, [opponent id, learner's side (0: X, moves first; 1: O)])."""
+    """Evaluation game i: (i, [opponent id, learner's side (0: X, moves first; 1: O),
+    the seed of the game's random moves])."""
 
-    def __init__(self, games: list[tuple[int, int]]) -> None:
+    def __init__(self, games: list[tuple[int, int, int]]) -> None:
         self.games = games
 
     def __len__(self) -> int:
@@ -161,9 +162,10 @@ class TicTacToeGames(DataModule):
     def build(self, split: str) -> Dataset:
         if split == "train":
             return _StepIndex(self.episodes)
-        games: list[tuple[int, int]] = []
+        base = 10_000_000 * (1 if split == "val" else 2) + 100_000 * self.seed
+        games: list[tuple[int, int, int]] = []
         for opp, n in ((0, self.random_games), (1, self.perfect_games)):
-            games += [(opp, i % 2) for i in range(n)]
+            games += [(opp, i % 2, base + 50_000 * opp + i) for i in range(n)]
         return _Games(games)
 
     collate_fn = staticmethod(collate_rounds)

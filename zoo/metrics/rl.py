@@ -143,6 +143,16 @@ class GameEvaluator(Evaluator):
                         f"{name}_games": len(res)})
         return out
 
+    def rates(self) -> dict[str, tuple[float, float, float]]:
+        out = self.compute()
+        return {n: (out[f"{n}_win"], out[f"{n}_draw"], out[f"{n}_loss"])
+                for n in self.opponents if f"{n}_win" in out}
+
+    def save_plots(self, directory: str | os.PathLike) -> list[Path]:
+        if not self.games:
+            return []
+        return [plot_results(self.rates(), Path(directory) / "results.png")]
+
 
 # -- episodes ---------------------------------------------------------------------------------
 class ReturnEvaluator(Evaluator):
@@ -172,3 +182,31 @@ class ReturnEvaluator(Evaluator):
                 "episodes": len(r),
                 # environment steps the learner had trained on when it was scored
                 "env_steps": max(self.env_steps) if self.env_steps else 0}
+
+
+def plot_results(rates: Mapping[str, tuple[float, float, float]], path: str | os.PathLike | None,
+                 title: str = "Results of the learner") -> Any:
+    """Stacked win/draw/loss bars, one per opponent (``rates[name] = (win, draw, loss)``).
+    Written to ``path`` as PNG; without a path, returned as a (3, H, W) image in [0, 1]."""
+    fig = Figure(figsize=(5, 3))
+    ax = fig.add_subplot()
+    names = list(rates)
+    bottom = np.zeros(len(names))
+    for i, (label, colour) in enumerate((("win", "tab:green"), ("draw", "tab:grey"),
+                                         ("loss", "tab:red"))):
+        vals = np.asarray([100 * rates[n][i] for n in names])
+        ax.bar(names, vals, bottom=bottom, label=label, color=colour)
+        bottom += vals
+    ax.set_ylabel("games (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    canvas = FigureCanvasAgg(fig)
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        return path
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    return torch.from_numpy(rgba[..., :3].copy()).permute(2, 0, 1).float() / 255.0
