@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 torch.set_num_threads(1)
 
@@ -147,8 +147,8 @@ def tictactoe(tmp: Path, seeds: list[int]) -> str:
                      m["perfect_draw"], m["perfect_loss"], m["wall_s"]))
         ok &= m["random_no_loss"] >= 0.99 and m["perfect_draw"] >= 0.90
     lines = ["## Tic-tac-toe: the value table after 100,000 self-play games", "",
-             "Targets: never loses to the random player in >= 99% of games (1,000 games, half "
-             "moving first), draws the perfect minimax player >= 90% (200 games).", "",
+             ("Targets: never loses to the random player in >= 99% of games (1,000 games, half "
+             "moving first), draws the perfect minimax player >= 90% (200 games)."), "",
              "| seed | vs random: win | draw | loss | vs perfect: draw | loss | wall time |",
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {s} | {a:.1%} | {b:.1%} | {c:.1%} | {d:.1%} | {e:.1%} | {w:.0f} s |"
@@ -219,21 +219,21 @@ def cartpole(tmp: Path, seeds: list[int], updates: int) -> str:
     bc_rl, rl = reached("BC then RL"), reached("RL from scratch")
     ok = all(a < b for a, b in zip(bc_rl, rl))
     lines = [f"## CartPole-v1: behaviour cloning, REINFORCE, and BC then REINFORCE (seeds {seeds})", "",
-             "Return: mean over 20 greedy evaluation episodes (500 at most), scored every 2 "
+             ("Return: mean over 20 greedy evaluation episodes (500 at most), scored every 2 "
              "updates; environment steps count the learner's own interaction (the expert's "
-             "demonstrations are 200 steps, or 50 for the weak clone).", "",
+             "demonstrations are 200 steps, or 50 for the weak clone)."), "",
              "| learner | config | env steps trained | final return (seed mean) | env steps to reach 475, per seed |",
              "|---|---|---|---|---|"]
     lines += [f"| {a} | `{b}` | {c:,} | {d:.1f} | {e} |" for a, b, c, d, e in rows]
-    lines += ["", f"Target: BC then RL reaches 475 in fewer environment steps than RL alone, on every "
-              f"seed: {'yes' if ok else 'NO'}.", "", NOTE, "", "![CartPole return curves](rl/cartpole_returns.png)", ""]
+    lines += ["", (f"Target: BC then RL reaches 475 in fewer environment steps than RL alone, on every "
+              f"seed: {'yes' if ok else 'NO'}."), "", NOTE, "", "![CartPole return curves](rl/cartpole_returns.png)", ""]
     return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------ main
 def write(sections: dict[str, str]) -> None:
     old = RESULTS.read_text() if RESULTS.is_file() else ""
-    parts = dict(re.findall(r"<!-- rl:(\w+) -->\n(.*?)<!-- /rl:\1 -->\n", old, flags=re.S))
+    parts = dict(re.findall(r"<!-- rl:(\w+) -->\n(.*?)<!-- /rl:\1 -->\n", old, flags=re.DOTALL))
     parts.update(sections)
     text = ["# Reinforcement learning", "",
             "Written by `python benchmarks/rl.py` (one torch thread per run, a shared 2-core CPU).", ""]

@@ -9,7 +9,6 @@ import json
 import pytest
 import torch
 
-from tests.rl.conftest import Handle
 from zoo.data.rl import RoundBatch, TenArmedTestbed
 from zoo.models.rl.bandits import EpsilonGreedyBandit, GradientBandit, UCBBandit
 
@@ -96,7 +95,7 @@ def test_gradient_bandit_preference_update(baseline):
     torch.manual_seed(0)
     m = GradientBandit(runs=1, arms=3, steps=10, alpha=0.5, baseline=baseline)
     m.true_values[0] = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)
-    a1, r1 = m.play(torch.zeros(1, 3))   # step 1: Rbar_1 = R_1 (with the baseline): no change
+    _a1, r1 = m.play(torch.zeros(1, 3))   # step 1: Rbar_1 = R_1 (with the baseline): no change
     h_after_1 = m.h.clone()
     if baseline:
         assert torch.equal(h_after_1, torch.zeros(1, 3, dtype=torch.float64))

@@ -14,8 +14,8 @@ from zoo.errors import UserError
 
 gymnasium = pytest.importorskip("gymnasium")
 
-from zoo.data.rl import CartPole  # noqa: E402
-from zoo.models.rl.cartpole import Reinforce, expert_action, make_env  # noqa: E402
+from zoo.data.rl import CartPole
+from zoo.models.rl.cartpole import Reinforce, expert_action, make_env
 
 
 def test_the_expert_balances_for_the_whole_episode():

@@ -11,7 +11,7 @@ run=DIR`` writes them to metrics.json with ``average_reward.png`` and
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -25,7 +25,7 @@ FIELDS = {"step": "int", "average_reward": "float", "optimal_action_fraction": "
 class BanditTask(Task):
     name = "bandit"
     title = "bandit learners"
-    evaluator_keys = {"last": "steps at the end averaged (default 100)"}
+    evaluator_keys: ClassVar[dict[str, str]] = {"last": "steps at the end averaged (default 100)"}
 
     def build_evaluator(self, model: Any, meta: Mapping[str, Any], spec: Any = None) -> Any:
         from zoo.metrics.rl import BanditEvaluator

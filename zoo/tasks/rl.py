@@ -14,7 +14,7 @@ trained on. The evaluator reports the mean return (and the solved fraction, >= 4
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -62,7 +62,7 @@ class GameTask(Task):
 class ControlTask(Task):
     name = "control"
     title = "control policies"
-    evaluator_keys = {"solved": "return that counts as solved (default 475)"}
+    evaluator_keys: ClassVar[dict[str, str]] = {"solved": "return that counts as solved (default 475)"}
 
     def build_evaluator(self, model: Any, meta: Mapping[str, Any], spec: Any = None) -> Any:
         from zoo.metrics.rl import ReturnEvaluator
