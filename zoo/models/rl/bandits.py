@@ -28,7 +28,8 @@ from zoo.models.base import ZooModel
 def argmax_random_ties(values: torch.Tensor) -> torch.Tensor:
     """(runs, arms) -> (runs,) index of a maximum, uniformly among equal maxima."""
     ties = values == values.max(1, keepdim=True).values
-    return (torch.rand(values.shape, dtype=torch.float64) * ties).argmax(1)
+    # drawn on the CPU generator: the same choices on every device
+    return (torch.rand(values.shape, dtype=torch.float64).to(values.device) * ties).argmax(1)
 
 
 class Bandit(ZooModel):
@@ -149,9 +150,9 @@ class EpsilonGreedyBandit(ActionValueBandit):
 
     def select(self, t: int) -> torch.Tensor:
         greedy = argmax_random_ties(self.q)
-        explore = torch.rand(self.runs, dtype=torch.float64) < self.epsilon
-        random_arm = torch.randint(0, self.arms, (self.runs,))
-        return torch.where(explore, random_arm, greedy).to(self.q.device)
+        explore = (torch.rand(self.runs, dtype=torch.float64) < self.epsilon).to(self.q.device)
+        random_arm = torch.randint(0, self.arms, (self.runs,)).to(self.q.device)
+        return torch.where(explore, random_arm, greedy)
 
 
 class UCBBandit(ActionValueBandit):
