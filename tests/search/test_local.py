@@ -115,7 +115,8 @@ def test_results_are_reproducible_and_complete(name, prob):
     a, b = (algo(name, **small).solve(p, random.Random(7)) for _ in range(2))
     assert (a.path, a.cost, a.expanded, a.generated, a.extra) == \
         (b.path, b.cost, b.expanded, b.generated, b.extra)
-    start, final = a.path
+    final = a.path[-1]
+    assert len(a.path) == 2
     assert a.cost == pytest.approx(-p.value(final))
     assert a.solved == p.is_goal(final)
     assert a.expanded > 0 and a.generated > 0
@@ -237,8 +238,8 @@ def test_hill_climbing_never_accepts_a_worse_state(make, prob):
     for seed in range(5):
         r = make().solve(prob, random.Random(seed))
         values = [prob.value(s) for s in r.extra["trace"]]
-        assert all(b >= a - EPS for a, b in zip(values, values[1:], strict=False))
-        moved += sum(b > a + EPS for a, b in zip(values, values[1:], strict=False))
+        assert all(b >= a - EPS for a, b in itertools.pairwise(values))
+        moved += sum(b > a + EPS for a, b in itertools.pairwise(values))
     assert moved > 10
 
 
@@ -248,7 +249,7 @@ def test_sideways_moves_are_capped():
         r = HillClimbing(max_sideways=5, trace=True).solve(p, random.Random(seed))
         values = [p.value(s) for s in r.extra["trace"]]
         run = longest = 0
-        for a, b in zip(values, values[1:], strict=False):
+        for a, b in itertools.pairwise(values):
             run = run + 1 if b == a else 0
             longest = max(longest, run)
         assert longest <= 5
@@ -258,7 +259,7 @@ def test_sideways_moves_solve_more_8_queens_than_plain_hill_climbing():
     p = QueensLocal(8)
     plain = sum(HillClimbing().solve(p, random.Random(s)).solved for s in range(100))
     side = sum(HillClimbing(max_sideways=100).solve(p, random.Random(s)).solved for s in range(100))
-    assert plain < 40 < 80 < side       # the textbook's 14% and 94%
+    assert plain < 40 and side > 80     # the textbook's 14% and 94%
 
 
 def _permutations(rng, n):
@@ -343,8 +344,10 @@ def test_100_queens_is_solved(name):
 def test_local_beam_keeps_k_distinct_states_and_solves_queens():
     p = QueensLocal(8)
     assert sum(LocalBeam(k=8).solve(p, random.Random(s)).solved for s in range(10)) >= 8
-    r = StochasticBeam(k=8, max_steps=3, patience=10, trace=True).solve(p, random.Random(0))
-    assert r.extra["steps"] <= 3 and r.extra["k"] == 8
+    for beam in (LocalBeam(k=30, trace=True), StochasticBeam(k=30, trace=True)):
+        r = beam.solve(QueensLocal(5), random.Random(0))    # few states: duplicates abound
+        assert r.extra["steps"] > 0
+        assert all(len(set(b)) == len(b) == 30 for b in r.extra["trace"])
 
 
 def test_stochastic_beam_draws_better_successors_more_often():

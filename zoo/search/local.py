@@ -6,7 +6,8 @@ Each algorithm is built from ``configs/algo/NAME.yaml`` and runs once through
 same seed gives the same run). What every result holds:
 
 - ``path``: ``[start, final]`` of the run that was kept (a random restart keeps its best
-  run); with ``trace=True`` ``extra["trace"]`` lists the current state after every step.
+  run); with ``trace=True`` ``extra["trace"]`` lists the current state after every step
+  (the k states of a beam; the best state of a genetic population).
 - ``cost``: minus the final value (attacking pairs, tour length, f(x)).
 - ``expanded``: states whose value was computed; ``generated``: neighbours generated.
 - ``solved``: ``problem.is_goal(final)``; ``optimal``: cost equals the known optimum.
@@ -379,7 +380,8 @@ class LocalBeam(Algorithm):
     """Local beam search: k random states; each step pools every neighbour of all k and
     keeps the k best distinct ones (information flows between the beams, unlike k
     independent restarts). Stops at a goal, after ``max_steps`` steps or after
-    ``patience`` steps without a better best state. A step is one pooled selection."""
+    ``patience`` steps without a better best state. A step is one pooled selection;
+    ``trace`` lists the whole beam after each."""
 
     stochastic = False
 
@@ -411,12 +413,18 @@ class LocalBeam(Algorithm):
     def solve(self, problem: Problem, rng: random.Random) -> SearchResult:
         t0 = time.perf_counter()
         p = as_local(problem)
-        beam = [p.random_state(rng) for _ in range(self.k)]
+        beam, tries = [], 0
+        while len(beam) < self.k and tries < 100 * self.k:   # k distinct states when there are
+            s = p.random_state(rng)
+            tries += 1
+            if s not in beam:
+                beam.append(s)
+        beam += [p.random_state(rng) for _ in range(self.k - len(beam))]
         values = [float(p.value(b)) for b in beam]
         expanded, generated = self.k, 0
         i_best = int(np.argmax(values))
         start, best, best_v = beam[i_best], beam[i_best], values[i_best]
-        trace = [best] if self.trace else None
+        trace = [tuple(beam)] if self.trace else None
         steps = stale = 0
         while steps < self.max_steps and not any(_is_goal(p, b) for b in beam):
             owners, moves, cand = [], [], []
@@ -449,7 +457,7 @@ class LocalBeam(Algorithm):
             else:
                 stale += 1
             if trace is not None:
-                trace.append(beam[j])
+                trace.append(tuple(beam))
             if stale >= self.patience:
                 break
         goal = next((b for b in beam if _is_goal(p, b)), None)
@@ -488,7 +496,7 @@ def order_crossover(a: Sequence, b: Sequence, rng: random.Random) -> tuple:
     child[i:j] = a[i:j]
     kept = set(a[i:j])
     fill = [x for x in list(b[j:]) + list(b[:j]) if x not in kept]
-    for pos, x in zip([*range(j, n), *range(0, i)], fill, strict=True):
+    for pos, x in zip([*range(j, n), *range(i)], fill, strict=True):
         child[pos] = x
     return tuple(child)
 
@@ -501,7 +509,7 @@ def pmx_crossover(a: Sequence, b: Sequence, rng: random.Random) -> tuple:
     child = list(b)
     child[i:j] = a[i:j]
     mapping = {a[k]: b[k] for k in range(i, j)}
-    for k in [*range(0, i), *range(j, n)]:
+    for k in [*range(i), *range(j, n)]:
         x = b[k]
         while x in mapping:
             x = mapping[x]

@@ -327,7 +327,7 @@ class Rastrigin(LocalProblem):
         # one coordinate changes: only its term of the sum does
         axis = int(move) // 2
         x0, x1 = state[axis], self.apply(state, move)[axis]
-        term = lambda x: x * x - self.a * math.cos(2 * math.pi * x)  # noqa: E731
+        term = lambda x: x * x - self.a * math.cos(2 * math.pi * x)
         return term(x0) - term(x1)
 
     def apply(self, state: tuple, move: int) -> tuple:
