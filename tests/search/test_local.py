@@ -4,7 +4,9 @@ the brute-force optimum, 100-queens solved) and the problems' incremental bookke
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 import math
 import random
 from pathlib import Path
@@ -122,6 +124,8 @@ def test_results_are_reproducible_and_complete(name, prob):
     assert a.expanded > 0 and a.generated > 0
     assert {"restarts", "steps", "final_value"} <= set(a.extra)
     assert a.extra["final_value"] == pytest.approx(p.value(final))
+    assert a.max_frontier == {"beam": 10, "stochastic_beam": 10, "genetic": 100}.get(name, 1)
+    json.dumps(dataclasses.asdict(a))           # result.json can hold it
 
 
 def test_a_different_seed_gives_a_different_run():

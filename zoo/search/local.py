@@ -9,7 +9,8 @@ same seed gives the same run). What every result holds:
   run); with ``trace=True`` ``extra["trace"]`` lists the current state after every step
   (the k states of a beam; the best state of a genetic population).
 - ``cost``: minus the final value (attacking pairs, tour length, f(x)).
-- ``expanded``: states whose value was computed; ``generated``: neighbours generated.
+- ``expanded``: states whose value was computed; ``generated``: neighbours generated;
+  ``max_frontier``: the states held at once (1; a beam's k; a population).
 - ``solved``: ``problem.is_goal(final)``; ``optimal``: cost equals the known optimum.
 - ``extra``: ``restarts``, ``steps`` (loop iterations, defined per class) and ``final_value``.
 
@@ -122,7 +123,8 @@ def _is_goal(p: Any, state: State) -> bool:
 
 
 def _result(p: Any, start: State, final: State, *, expanded: int, generated: int, steps: int,
-            t0: float, restarts: int = 0, trace: list | None = None, **extra: Any) -> SearchResult:
+            t0: float, restarts: int = 0, trace: list | None = None, held: int = 1,
+            **extra: Any) -> SearchResult:
     value = float(p.value(final))
     cost = 0.0 - value if value else 0.0
     opt = p.optimal_cost()
@@ -130,7 +132,7 @@ def _result(p: Any, start: State, final: State, *, expanded: int, generated: int
     if trace is not None:
         info["trace"] = trace
     return SearchResult(path=[start, final], cost=cost, expanded=expanded + 1, generated=generated,
-                        seconds=time.perf_counter() - t0, solved=_is_goal(p, final),
+                        max_frontier=held, seconds=time.perf_counter() - t0, solved=_is_goal(p, final),
                         optimal=None if opt is None else abs(cost - opt) <= 1e-6 * max(1.0, abs(opt)),
                         extra=info)
 
@@ -285,7 +287,7 @@ class RandomRestart(Algorithm):
         extra = {k: v for k, v in best.extra.items() if k not in ("restarts", "steps")}
         extra.update(restarts=runs - 1, steps=steps)
         return SearchResult(path=best.path, cost=best.cost, expanded=expanded, generated=generated,
-                            seconds=time.perf_counter() - t0, solved=best.solved,
+                            max_frontier=best.max_frontier, seconds=time.perf_counter() - t0, solved=best.solved,
                             optimal=best.optimal, extra=extra)
 
 
@@ -463,7 +465,7 @@ class LocalBeam(Algorithm):
         goal = next((b for b in beam if _is_goal(p, b)), None)
         final = goal if goal is not None else best
         return _result(p, start, final, expanded=expanded, generated=generated, steps=steps,
-                       t0=t0, trace=trace, k=self.k)
+                       t0=t0, trace=trace, held=self.k, k=self.k)
 
 
 class StochasticBeam(LocalBeam):
@@ -630,7 +632,7 @@ class Genetic(Algorithm):
             if trace is not None:
                 trace.append(best)
         return _result(p, start, best, expanded=expanded, generated=generated, steps=steps, t0=t0,
-                       trace=trace)
+                       trace=trace, held=self.population)
 
 
 # --------------------------------------------------------------------------- continuous

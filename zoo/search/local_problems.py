@@ -276,7 +276,7 @@ class TSP(LocalProblem):
         ax.set_xlabel("x")
         ax.set_ylabel("y")
         ax.set_aspect("equal")
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
         return _save(fig, path)
 
 
