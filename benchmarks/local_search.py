@@ -34,8 +34,10 @@ from zoo.search.local_problems import TSP, QueensLocal
 QUEENS = [8, 16, 32, 64, 100, 200]
 # algorithm -> largest N-queens it is run on (beyond, a run takes seconds and fails)
 QUEENS_ALGOS = {"hill_climbing": 200, "sideways": 200, "stochastic_hc": 200, "first_choice": 200,
-                "random_restart": 200, "annealing": 200, "beam": 200, "stochastic_beam": 64,
-                "genetic": 16}
+                "random_restart": 200, "random_restart (no sideways)": 32, "annealing": 200,
+                "beam": 200, "stochastic_beam": 64, "genetic": 16}
+# label -> (config, overrides) where the label is not the config's name
+VARIANTS = {"random_restart (no sideways)": ("random_restart", {"algorithm": {"max_sideways": 0}})}
 TSP_SIZES = [6, 8, 9, 20, 50]
 TSP_ALGOS = ["hill_climbing", "first_choice", "random_restart", "annealing", "beam", "genetic"]
 # TSPs beyond 9 cities have no goal: restarts would all be spent, so they are capped
@@ -58,6 +60,7 @@ def run(name: str, make_problem, seeds: range, **overrides) -> dict:
     solved, steps, restarts, secs, costs = [], [], [], [], []
     for seed in seeds:
         p = make_problem(seed)
+        p.optimal_cost()            # a TSP's brute force is the problem's set-up, not the search
         a = algorithm(name, **overrides)
         t = time.perf_counter()
         r = a.solve(p, random.Random(seed))
@@ -86,7 +89,8 @@ def queens_table(quick: bool) -> tuple[list[str], dict]:
         for n in sizes:
             if n > top:
                 continue
-            r = run(name, lambda seed, n=n: QueensLocal(n), range(trials_for(n, quick)))
+            config, overrides = VARIANTS.get(name, (name, {}))
+            r = run(config, lambda seed, n=n: QueensLocal(n), range(trials_for(n, quick)), **overrides)
             curves.setdefault(name, []).append((n, r))
             rows.append(f"| {name} | {n} | {r['runs']} | {r['success']:.0%} | {fmt(r['steps'])} | "
                         f"{fmt(r['restarts'], '.1f')} | {r['seconds']:.3f} |")
@@ -109,6 +113,18 @@ def tsp_table(quick: bool) -> list[str]:
             rows.append(f"| {name} | {n} | {r['runs']} | {opt} | {r['cost']:.4f} | "
                         f"{(ratio - 1):+.1%} | {r['seconds']:.3f} |")
             print(rows[-1], flush=True)
+    return rows
+
+
+def pivot(curves: dict) -> list[str]:
+    """Success rate (and mean steps of the solved runs) per algorithm and N."""
+    sizes = sorted({n for pts in curves.values() for n, _ in pts})
+    rows = ["| algorithm | " + " | ".join(f"N={n}" for n in sizes) + " |",
+            "|---|" + "---:|" * len(sizes)]
+    for name, pts in curves.items():
+        by = dict(pts)
+        cells = [f"{by[n]['success']:.0%} ({fmt(by[n]['steps'])})" if n in by else "—" for n in sizes]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return rows
 
 
@@ -167,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
          "genetic: generations; random restart: summed over its runs), averaged over solved runs."),
         "",
         "## N-queens (solved = no attacking pair)",
+        "",
+        "Solved runs (mean steps to solution):",
+        "",
+        *pivot(curves),
         "",
         *qrows,
         "",
