@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from zoo.engine.config import build
 from zoo.errors import UserError
-from zoo.search.base import Algorithm, SearchResult
+from zoo.search.base import Algorithm, Problem, SearchResult
 from zoo.search.local import (
     EPS,
     FirstChoiceHillClimbing,
@@ -104,6 +104,8 @@ def test_bad_problem_settings_are_one_line_errors():
         GradientDescent().solve(QueensLocal(8), random.Random(0))
     with pytest.raises(UserError, match="permutation"):
         Genetic(crossover="one_point").solve(TSP(6), random.Random(0))
+    with pytest.raises(UserError, match="sequences"):
+        Genetic(mutation="swap").solve(Parabola(), random.Random(0))
 
 
 # --------------------------------------------------------------------------- the result
@@ -380,3 +382,25 @@ def test_draw_writes_pictures(tmp_path):
         out = tmp_path / f"{type(p).__name__}.png"
         p.draw(r, out)
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class Parabola(Problem):
+    """A plain Problem (no moves): integers 0..40, value -(x - 13)^2, neighbours x +- 1."""
+
+    def random_state(self, rng):
+        return rng.randrange(41)
+
+    def neighbours(self, state):
+        return [x for x in (state - 1, state + 1) if 0 <= x <= 40]
+
+    def value(self, state):
+        return -float((state - 13) ** 2)
+
+    def is_goal(self, state):
+        return state == 13
+
+
+@pytest.mark.parametrize("name", [n for n in ALGOS if n not in ("gradient_descent", "genetic")])
+def test_a_problem_with_only_neighbours_and_value_works_too(name):
+    r = algo(name).solve(Parabola(), random.Random(0))
+    assert r.solved and r.path[-1] == 13 and r.cost == 0

@@ -82,9 +82,6 @@ class LocalProblem(Problem):
 class _NeighbourMoves:
     """A plain Problem seen as a LocalProblem: a move is the neighbour itself."""
 
-    genome = "sequence"
-    has_goal = True
-
     def __init__(self, problem: Problem) -> None:
         self.p = problem
 
@@ -598,6 +595,9 @@ class Genetic(Algorithm):
             if bad:
                 raise UserError(f"'{bad[0]}' does not keep a tour a permutation; use one of "
                                 f"{choices(PERMUTATION_SAFE)}")
+        if mu == "reset" and not isinstance(p, LocalProblem):
+            raise UserError("the reset mutation needs a problem that lists its gene values "
+                            "(e.g. problem=queens_local); set algo.mutation=swap or inversion")
         return CROSSOVERS[cx], MUTATIONS[mu]
 
     def solve(self, problem: Problem, rng: random.Random) -> SearchResult:
@@ -605,6 +605,9 @@ class Genetic(Algorithm):
         p = as_local(problem)
         cross, mutate = self.operators(p)
         pop = [p.random_state(rng) for _ in range(self.population)]
+        if not isinstance(pop[0], tuple | list):
+            raise UserError("the genetic algorithm recombines states that are sequences "
+                            f"(a {type(pop[0]).__name__} is not)")
         vals = [float(p.value(s)) for s in pop]
         expanded, generated = len(pop), 0
         i = max(range(len(pop)), key=vals.__getitem__)
