@@ -10,7 +10,8 @@ averaged over the solved runs; seconds are per run.
     python benchmarks/local_search.py            # the table and plot (about 2 minutes)
     python benchmarks/local_search.py --quick    # a smoke run (seconds)
 
-Writes benchmarks/results/local_search.md and benchmarks/results/local_search.png.
+Writes benchmarks/results/local_search.md, benchmarks/results/local_search.png and (a full
+run) the N-queens table between README.md's ``local-search-table`` markers.
 """
 
 from __future__ import annotations
@@ -204,7 +205,21 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print(f"wrote {args.output} and {png}")
+    if not args.quick:
+        update_readme(pivot(curves))
     return 0
+
+
+def update_readme(rows: list[str], marker: str = "local-search-table") -> None:
+    """Put ``rows`` between README.md's ``<!-- marker -->`` and ``<!-- /marker -->``."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    head, sep, rest = text.partition(f"<!-- {marker} -->\n")
+    _, end, tail = rest.partition(f"<!-- /{marker} -->")
+    if not sep or not end:
+        return
+    readme.write_text(head + sep + "\n".join(rows) + "\n" + end + tail)
+    print(f"updated {readme}'s {marker}")
 
 
 if __name__ == "__main__":
