@@ -323,7 +323,7 @@ class SimulatedAnnealing(Algorithm):
     move is taken and no acceptance number is drawn, so the run is first-choice hill
     climbing draw for draw. A step is one draw."""
 
-    def __init__(self, max_steps: int = 200_000, schedule: str = "exponential", t0: float = 2.0,
+    def __init__(self, max_steps: int = 500_000, schedule: str = "exponential", t0: float = 2.0,
                  alpha: float = 0.9995, t_min: float = 0.0, tolerance: float | None = None,
                  trace: bool = False) -> None:
         _check_positive("max_steps", max_steps)
