@@ -126,6 +126,7 @@ def test_results_are_reproducible_and_complete(name, prob):
     assert a.expanded > 0 and a.generated > 0
     assert {"restarts", "steps", "final_value"} <= set(a.extra)
     assert a.extra["final_value"] == pytest.approx(p.value(final))
+    assert ("gave_up" in a.extra) == (not a.solved and p.has_goal)
     assert a.max_frontier == {"beam": 10, "stochastic_beam": 10, "genetic": 100}.get(name, 1)
     json.dumps(dataclasses.asdict(a))           # result.json can hold it
 
@@ -379,6 +380,7 @@ def test_draw_writes_pictures(tmp_path):
     for p, a in [(QueensLocal(8), HillClimbing(max_sideways=100)), (TSP(7), HillClimbing()),
                  (Rastrigin(), GradientDescent(trace=True))]:
         r = a.solve(p, random.Random(0))
+        r.extra["title"] = "some algorithm"
         out = tmp_path / f"{type(p).__name__}.png"
         p.draw(r, out)
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

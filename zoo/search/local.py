@@ -12,7 +12,8 @@ same seed gives the same run). What every result holds:
 - ``expanded``: states whose value was computed; ``generated``: neighbours generated;
   ``max_frontier``: the states held at once (1; a beam's k; a population).
 - ``solved``: ``problem.is_goal(final)``; ``optimal``: cost equals the known optimum.
-- ``extra``: ``restarts``, ``steps`` (loop iterations, defined per class) and ``final_value``.
+- ``extra``: ``restarts``, ``steps`` (loop iterations, defined per class) and ``final_value``;
+  ``gave_up`` (one line) when a problem with a goal was not solved.
 
 Problems speak in *moves* when they subclass :class:`LocalProblem`: a move's change of
 value is computed without building the neighbour (N-queens counts conflicts
@@ -128,10 +129,18 @@ def _result(p: Any, start: State, final: State, *, expanded: int, generated: int
     info: dict[str, Any] = {"restarts": restarts, "steps": steps, "final_value": value, **extra}
     if trace is not None:
         info["trace"] = trace
+    solved = _is_goal(p, final)
+    if not solved and getattr(p, "has_goal", True):
+        info["gave_up"] = _gave_up(value, steps, restarts)
     return SearchResult(path=[start, final], cost=cost, expanded=expanded + 1, generated=generated,
-                        max_frontier=held, seconds=time.perf_counter() - t0, solved=_is_goal(p, final),
+                        max_frontier=held, seconds=time.perf_counter() - t0, solved=solved,
                         optimal=None if opt is None else abs(cost - opt) <= 1e-6 * max(1.0, abs(opt)),
                         extra=info)
+
+
+def _gave_up(value: float, steps: int, restarts: int) -> str:
+    again = f" and {restarts} restarts" if restarts else ""
+    return f"not solved: stopped at value {value:g} after {steps} steps{again}"
 
 
 def _check_positive(name: str, value: Any, allow_zero: bool = False) -> None:
@@ -281,8 +290,10 @@ class RandomRestart(Algorithm):
                 best = r
             if best.solved or runs > self.restarts or steps >= self.max_steps:
                 break
-        extra = {k: v for k, v in best.extra.items() if k not in ("restarts", "steps")}
+        extra = {k: v for k, v in best.extra.items() if k not in ("restarts", "steps", "gave_up")}
         extra.update(restarts=runs - 1, steps=steps)
+        if "gave_up" in best.extra:
+            extra["gave_up"] = _gave_up(-best.cost, steps, runs - 1)
         return SearchResult(path=best.path, cost=best.cost, expanded=expanded, generated=generated,
                             max_frontier=best.max_frontier, seconds=time.perf_counter() - t0, solved=best.solved,
                             optimal=best.optimal, extra=extra)

@@ -38,6 +38,12 @@ def _save(fig: Any, path: str | os.PathLike) -> Path:
     return path
 
 
+def _title(result: SearchResult, text: str) -> str:
+    """``text``, after the algorithm's name when the caller put one in ``extra["title"]``."""
+    name = result.extra.get("title")
+    return f"{name}: {text}" if name else text
+
+
 def _final(result: SearchResult) -> Any:
     if not result.path:
         raise UserError("nothing to draw: the result has no path")
@@ -172,9 +178,9 @@ class QueensLocal(LocalProblem):
         ax.set_xlabel("column")
         ax.set_ylabel("row")
         pairs = self.attacking_pairs(state)
-        ax.set_title(f"{n}-queens: {pairs} attacking pairs"
-                     f" ({'solved' if pairs == 0 else 'not solved'}),"
-                     f" {result.extra.get('steps', '?')} steps")
+        ax.set_title(_title(result, f"{n}-queens: {pairs} attacking pairs"
+                            f" ({'solved' if pairs == 0 else 'not solved'}),"
+                            f" {result.extra.get('steps', '?')} steps"))
         return _save(fig, path)
 
 
@@ -272,7 +278,8 @@ class TSP(LocalProblem):
         ax.scatter(*self.cities[tour[0]], c="red", s=80, zorder=4, label="first city")
         opt = self.optimal_cost()
         extra = f", optimum {opt:.4f}" if opt is not None else ""
-        ax.set_title(f"TSP n={self.n} seed={self.seed}: length {self.length(tour):.4f}{extra}")
+        ax.set_title(_title(result, f"TSP n={self.n} seed={self.seed}: length "
+                                    f"{self.length(tour):.4f}{extra}"))
         ax.set_xlabel("x")
         ax.set_ylabel("y")
         ax.set_aspect("equal")
@@ -363,9 +370,9 @@ class Rastrigin(LocalProblem):
             ax.plot([self.f(s) for s in trace], label="f along the run")
             ax.set_xlabel("step")
             ax.set_ylabel("f(x)")
-        ax.set_title(f"Rastrigin d={self.dims}: f = {self.f(final):.4g}"
-                     f" ({'solved' if self.is_goal(final) else 'not solved'}),"
-                     f" {result.extra.get('restarts', 0)} restarts")
+        ax.set_title(_title(result, f"Rastrigin d={self.dims}: f = {self.f(final):.4g}"
+                            f" ({'solved' if self.is_goal(final) else 'not solved'}),"
+                            f" {result.extra.get('restarts', 0)} restarts"))
         ax.legend(loc="upper right", fontsize=8)
         return _save(fig, path)
 
