@@ -146,7 +146,7 @@ def _gave_up(value: float, steps: int, restarts: int) -> str:
 def _check_positive(name: str, value: Any, allow_zero: bool = False) -> None:
     ok = value >= 0 if allow_zero else value > 0
     if not ok:
-        raise UserError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+        raise UserError(f"algo.{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
 
 def _pick(indices: np.ndarray, rng: random.Random) -> int:
@@ -201,7 +201,7 @@ class StochasticHillClimbing(Algorithm):
                  trace: bool = False) -> None:
         _check_positive("max_steps", max_steps)
         if weighting not in ("uniform", "steepness"):
-            raise UserError(f"unknown weighting '{weighting}'; valid choices: steepness, uniform")
+            raise UserError(f"unknown algo.weighting '{weighting}'; valid choices: steepness, uniform")
         self.max_steps, self.weighting, self.trace = max_steps, weighting, trace
 
     def solve(self, problem: Problem, rng: random.Random) -> SearchResult:
@@ -312,7 +312,7 @@ def temperature(schedule: str, t0: float, step: int, max_steps: int, alpha: floa
         return t0 * max(0.0, 1.0 - step / max_steps)
     if schedule == "log":
         return t0 * math.log(2.0) / math.log(step + 2.0)
-    raise UserError(f"unknown schedule '{schedule}'; valid choices: {choices(SCHEDULES)}")
+    raise UserError(f"unknown algo.schedule '{schedule}'; valid choices: {choices(SCHEDULES)}")
 
 
 def accept_probability(delta: float, t: float, tolerance: float | None = None) -> float:
@@ -340,9 +340,9 @@ class SimulatedAnnealing(Algorithm):
         _check_positive("max_steps", max_steps)
         _check_positive("t0", t0, allow_zero=True)
         if schedule not in SCHEDULES:
-            raise UserError(f"unknown schedule '{schedule}'; valid choices: {choices(SCHEDULES)}")
+            raise UserError(f"unknown algo.schedule '{schedule}'; valid choices: {choices(SCHEDULES)}")
         if not 0.0 < alpha <= 1.0:
-            raise UserError(f"alpha must be in (0, 1], got {alpha}")
+            raise UserError(f"algo.alpha must be in (0, 1], got {alpha}")
         if tolerance is not None:
             _check_positive("tolerance", tolerance, allow_zero=True)
         self.max_steps, self.schedule, self.t0, self.alpha = max_steps, schedule, t0, alpha
@@ -582,16 +582,16 @@ class Genetic(Algorithm):
         _check_positive("population", population)
         _check_positive("max_steps", max_steps)
         if crossover != "auto" and crossover not in CROSSOVERS:
-            raise UserError(f"unknown crossover '{crossover}'; valid choices: "
+            raise UserError(f"unknown algo.crossover '{crossover}'; valid choices: "
                             f"{choices(['auto', *CROSSOVERS])}")
         if mutation != "auto" and mutation not in MUTATIONS:
-            raise UserError(f"unknown mutation '{mutation}'; valid choices: "
+            raise UserError(f"unknown algo.mutation '{mutation}'; valid choices: "
                             f"{choices(['auto', *MUTATIONS])}")
         for name, r in (("crossover_rate", crossover_rate), ("mutation_rate", mutation_rate)):
             if not 0.0 <= r <= 1.0:
-                raise UserError(f"{name} must be in [0, 1], got {r}")
+                raise UserError(f"algo.{name} must be in [0, 1], got {r}")
         if not 0 <= elite <= population:
-            raise UserError(f"elite must be in [0, population], got {elite}")
+            raise UserError(f"algo.elite must be in [0, population], got {elite}")
         self.population, self.max_steps = population, max_steps
         self.crossover, self.mutation = crossover, mutation
         self.crossover_rate, self.mutation_rate, self.elite = crossover_rate, mutation_rate, elite
