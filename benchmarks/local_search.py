@@ -157,8 +157,8 @@ def plot(curves: dict, path: Path) -> None:
         if ax is not axes[0]:
             ax.set_yscale("log")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=9, title="algorithm")
-    fig.subplots_adjust(right=0.86)
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=5,
+               fontsize=9, title="algorithm")
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=100, bbox_inches="tight")
