@@ -492,7 +492,6 @@ def _solve(argv: list[str], cdir: Path) -> int:
     from zoo.engine.run import claim_run_dir
     from zoo.engine.utils import write_json
     from zoo.search.base import Algorithm, Problem
-    from zoo.search.uninformed import Search
 
     cfg = _compose_solve(cdir, argv)
     names = {k: str(v) for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
@@ -521,9 +520,9 @@ def _solve(argv: list[str], cdir: Path) -> int:
         raise UserError(f"algo={names.get('algo')} does not suit problem={names.get('problem')}: it "
                         f"needs {missing}(), which {type(problem).__name__} does not define") from None
     optimum = None
-    if isinstance(algo, Search) and "gave_up" not in result.extra:
+    if "gave_up" not in result.extra:
         optimum = problem.optimal_cost()
-        if result.optimal is None and optimum is not None:
+        if result.optimal is None and optimum is not None and result.cost is not None:
             result.optimal = bool(result.solved and math.isclose(result.cost, optimum, rel_tol=1e-9))
     run_dir = claim_run_dir(run_dir) if not explicit else run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -532,7 +531,8 @@ def _solve(argv: list[str], cdir: Path) -> int:
     heuristic = result.extra.get("heuristic")
     out = {"problem": names.get("problem"), "algo": names.get("algo"), "heuristic": heuristic,
            "solved": result.solved, "path": result.path, "cost": result.cost,
-           "steps": len(result.path) - 1 if result.path else None,
+           # local search reports its own step count (its path is [start, final])
+           "steps": result.extra.get("steps", len(result.path) - 1 if result.path else None),
            "expanded": result.expanded, "generated": result.generated,
            "max_frontier": result.max_frontier, "seconds": result.seconds,
            "optimal": result.optimal, "optimal_cost": optimum}
@@ -571,8 +571,16 @@ def _print_result(label: str, out: dict[str, Any]) -> None:
         head = f"solved: cost {cost:g}{verdict}" if isinstance(cost, (int, float)) else "solved"
         if out["steps"] is not None:
             head += f", {out['steps']} steps"
+    elif out.get("gave_up"):
+        head = out["gave_up"]
+    elif out.get("final_value") is not None and isinstance(out.get("cost"), (int, float)):
+        # local search on a problem with no goal test (a large TSP): the best state found
+        verdict = ""
+        if out["optimal"] is not None:
+            verdict = " (optimal)" if out["optimal"] else f" (the optimum is {out['optimal_cost']:g})"
+        head = f"done: cost {out['cost']:g}{verdict}, {out['steps']} steps (no goal to test)"
     else:
-        head = out.get("gave_up") or "no solution exists"
+        head = "no solution exists"
     print(f"{label}{h}: {head}")
     print(f"  expanded {out['expanded']}  generated {out['generated']}  "
           f"max frontier {out['max_frontier']}  {out['seconds']:.3f} s")

@@ -94,7 +94,7 @@ def test_gave_up_is_a_result_not_a_hang(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["problem=nope"], "unknown problem 'nope'; valid choices: 15puzzle, 8puzzle, grid, nqueens, romania"),
+    (["problem=nope"], "unknown problem 'nope'; valid choices: 15puzzle, 8puzzle, grid, nqueens, queens_local, rastrigin, romania, tsp"),
     (["algo=dijkstra"], "unknown algo 'dijkstra'; valid choices: "),
     (["problem=nqueens", "algo=astar"], "algo=astar needs a heuristic and NQueens has none"),
     (["problem=8puzzle", "heuristic=euclid"], "no heuristic 'euclid'; its heuristics: manhattan, misplaced, gaschnig"),
@@ -141,7 +141,7 @@ def test_existing_run_is_not_overwritten(tmp_path, capsys):
 def test_help_and_cfg(capsys):
     assert solve("--help") == 0
     out = capsys.readouterr().out
-    assert "problem:    15puzzle, 8puzzle, grid, nqueens, romania" in out and "bidirectional" in out
+    assert "problem:    15puzzle, 8puzzle, grid, nqueens, queens_local, rastrigin, romania, tsp" in out and "bidirectional" in out
     assert solve("--cfg", "job", "problem=romania", "algo=greedy", "heuristic=sld", "--resolve") == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["algo"]["heuristic"] == "sld" and cfg["problem"]["start"] == "Arad"
@@ -153,3 +153,21 @@ def test_solve_py_entry(tmp_path):
                         f"hydra.run.dir={run}"], capture_output=True, text=True, timeout=120, check=False)
     assert p.returncode == 0, p.stderr
     assert json.loads((run / "result.json").read_text())["path"] == ["Arad", "Sibiu", "Fagaras", "Bucharest"]
+
+
+def test_local_search_through_solve(tmp_path, capsys):
+    """Local search runs through solve.py: its own step count, the optimum of a small TSP,
+    and a large TSP (no goal test) reported by its cost rather than as unsolvable."""
+    import json
+
+    from zoo.cli import solve_main
+
+    assert solve_main(["problem=tsp", "algo=random_restart", f"hydra.run.dir={tmp_path / 'a'}"]) == 0
+    r = json.loads((tmp_path / "a" / "result.json").read_text())
+    assert r["solved"] and r["optimal"] is True and r["optimal_cost"] is not None
+    assert solve_main(["problem=tsp", "problem.n=12", "algo=annealing", "algo.max_steps=2000",
+                       f"hydra.run.dir={tmp_path / 'b'}"]) == 0
+    out = capsys.readouterr().out
+    assert "no goal to test" in out and "no solution exists" not in out
+    r = json.loads((tmp_path / "b" / "result.json").read_text())
+    assert r["steps"] == 2000 and r["optimal"] is None
