@@ -171,3 +171,11 @@ def test_local_search_through_solve(tmp_path, capsys):
     assert "no goal to test" in out and "no solution exists" not in out
     r = json.loads((tmp_path / "b" / "result.json").read_text())
     assert r["steps"] == 2000 and r["optimal"] is None
+
+
+def test_local_search_on_incremental_queens_points_to_the_complete_state_problem(capsys):
+    from zoo.cli import solve_main
+
+    assert solve_main(["problem=nqueens", "algo=annealing"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "use problem=queens_local" in err

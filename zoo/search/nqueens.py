@@ -41,6 +41,11 @@ class NQueens(Problem):
     def is_goal(self, state: State) -> bool:
         return len(state) == self.n
 
+    def random_state(self, rng: Any) -> State:
+        # local search needs complete states: the same puzzle in that form is its own problem
+        raise UserError("problem=nqueens is N-queens as incremental search (queens placed one "
+                        "by one); local search runs on complete boards: use problem=queens_local")
+
     def optimal_cost(self) -> float | None:
         return None if self.n in (2, 3) else float(self.n)  # no solution for n = 2, 3
 
