@@ -200,3 +200,26 @@ def hstack(images: Sequence[torch.Tensor]) -> torch.Tensor:
     h = max(im.shape[-2] for im in images)
     cols = [torch.nn.functional.pad(to_uint8(im).float() / 255, (0, 0, 0, h - im.shape[-2])) for im in images]
     return torch.cat(cols, dim=2)
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Write a matplotlib ``Figure`` (drawn on the Agg canvas: no display, no global
+    backend) as a PNG, creating its folder; every plot of the zoo goes through here."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    return path
+
+
+def figure_image(fig: Any) -> torch.Tensor:
+    """A matplotlib ``Figure`` as a (3, H, W) float image in [0, 1] (for TensorBoard)."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())  # (H, W, 4) uint8
+    return torch.from_numpy(rgba[..., :3].copy()).permute(2, 0, 1).float() / 255.0

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from zoo.metrics.base import Evaluator
@@ -43,15 +42,9 @@ def plot_curves(curves: Mapping[str, Sequence[float]], path: str | os.PathLike |
         ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
-    canvas = FigureCanvasAgg(fig)
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-        return path
-    canvas.draw()
-    rgba = np.asarray(canvas.buffer_rgba())  # (H, W, 4) uint8
-    return torch.from_numpy(rgba[..., :3].copy()).permute(2, 0, 1).float() / 255.0
+    from zoo.viz import figure_image, save_figure
+
+    return save_figure(fig, path) if path is not None else figure_image(fig)
 
 
 # -- bandits ----------------------------------------------------------------------------------
@@ -201,12 +194,6 @@ def plot_results(rates: Mapping[str, tuple[float, float, float]], path: str | os
     ax.set_ylim(0, 100)
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
-    canvas = FigureCanvasAgg(fig)
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-        return path
-    canvas.draw()
-    rgba = np.asarray(canvas.buffer_rgba())
-    return torch.from_numpy(rgba[..., :3].copy()).permute(2, 0, 1).float() / 255.0
+    from zoo.viz import figure_image, save_figure
+
+    return save_figure(fig, path) if path is not None else figure_image(fig)

@@ -29,13 +29,9 @@ def _figure(size: tuple[float, float] = (6, 6)):
 
 
 def _save(fig: Any, path: str | os.PathLike) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from zoo.viz import save_figure
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    return path
+    return save_figure(fig, path)
 
 
 def _title(result: SearchResult, text: str) -> str:

@@ -15,7 +15,6 @@ import math
 import random
 from collections import deque
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 from zoo.errors import UserError
@@ -53,9 +52,9 @@ def _figure(width: float, height: float):
 
 
 def _save(fig: Any, path: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    from zoo.viz import save_figure
+
+    save_figure(fig, path)
 
 
 def _title(result: SearchResult, what: str) -> str:
