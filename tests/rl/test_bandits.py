@@ -180,3 +180,15 @@ def test_ucb_beats_epsilon_greedy_over_the_last_500_steps(train, tmp_path):
         s = _state(run)["model"]
         means[model] = float(s["reward_sum"][-500:].mean() / s["true_values"].shape[0])
     assert means["bandit_ucb"] > means["bandit_egreedy"]
+
+
+def test_curves_are_labelled_with_the_method_and_its_settings():
+    from zoo.models.rl.bandits import EpsilonGreedyBandit, GradientBandit, UCBBandit
+    from zoo.tasks import task_of
+
+    kw = {"runs": 4, "arms": 3, "steps": 5}
+    assert EpsilonGreedyBandit(**kw, epsilon=0.1).label() == "\u03b5-greedy \u03b5=0.1"
+    assert EpsilonGreedyBandit(**kw, epsilon=0.0, initial_value=5.0).label() == "greedy, Q1=5"
+    assert UCBBandit(**kw, c=2.0).label() == "UCB c=2"
+    model = GradientBandit(**kw, alpha=0.1, baseline=False)
+    assert task_of(model).build_evaluator(model, {}).label == "gradient bandit \u03b1=0.1, no baseline"

@@ -55,8 +55,8 @@ class BanditEvaluator(Evaluator):
 
     state_keys = ("records",)
 
-    def __init__(self, last: int = 100) -> None:
-        self.last = int(last)
+    def __init__(self, last: int = 100, label: str = "learner") -> None:
+        self.last, self.label = int(last), str(label)
         super().__init__()
 
     def reset(self) -> None:
@@ -92,9 +92,9 @@ class BanditEvaluator(Evaluator):
         if not len(steps):
             return []
         d = Path(directory)
-        return [plot_curves({"learner": reward}, d / "average_reward.png", xlabel="step",
+        return [plot_curves({self.label: reward}, d / "average_reward.png", xlabel="step",
                             ylabel="average reward", title="Average reward over runs"),
-                plot_curves({"learner": optimal}, d / "optimal_action.png", xlabel="step",
+                plot_curves({self.label: optimal}, d / "optimal_action.png", xlabel="step",
                             ylabel="optimal action", percent=True, ylim=(0, 100),
                             title="Runs choosing an optimal action")]
 

@@ -31,7 +31,7 @@ class BanditTask(Task):
         from zoo.metrics.rl import BanditEvaluator
 
         s = evaluator_spec(spec, self.evaluator_keys, self.name)
-        return BanditEvaluator(last=int(s.get("last", 100)))
+        return BanditEvaluator(last=int(s.get("last", 100)), label=model.label())
 
     def check_output(self, predictions: Any, batch: Any) -> None:
         n = len(RoundBatch.of(batch).index)

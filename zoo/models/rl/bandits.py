@@ -50,6 +50,10 @@ class Bandit(ZooModel):
     def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
         return {}
 
+    def label(self) -> str:
+        """The method and its settings, as the legend of the curves names it."""
+        return type(self).__name__
+
     def on_train_start(self, data: Any, run_dir: str | None = None) -> None:
         q = getattr(data, "true_values", None)
         if q is None or tuple(q.shape) != (self.runs, self.arms):
@@ -148,6 +152,10 @@ class EpsilonGreedyBandit(ActionValueBandit):
                          alpha=alpha)
         self.epsilon = _check_epsilon(epsilon)
 
+    def label(self) -> str:
+        start = f", Q1={self.initial_value:g}" if self.initial_value else ""
+        return ("greedy" if self.epsilon == 0 else f"\u03b5-greedy \u03b5={self.epsilon:g}") + start
+
     def select(self, t: int) -> torch.Tensor:
         greedy = argmax_random_ties(self.q)
         explore = (torch.rand(self.runs, dtype=torch.float64) < self.epsilon).to(self.q.device)
@@ -166,6 +174,9 @@ class UCBBandit(ActionValueBandit):
         if float(c) < 0:
             raise UserError(f"model.c={c} must be >= 0")
         self.c = float(c)
+
+    def label(self) -> str:
+        return f"UCB c={self.c:g}"
 
     def select(self, t: int) -> torch.Tensor:
         n = self.n.double()
@@ -188,6 +199,9 @@ class GradientBandit(Bandit):
         self.register_buffer("h", torch.zeros(self.runs, self.arms, dtype=torch.float64))
         self.register_buffer("mean_reward", torch.zeros(self.runs, dtype=torch.float64))
         self._pi: torch.Tensor | None = None
+
+    def label(self) -> str:
+        return f"gradient bandit \u03b1={self.alpha:g}" + ("" if self.baseline else ", no baseline")
 
     def policy(self) -> torch.Tensor:
         return torch.softmax(self.h, dim=1)  # (runs, arms)
