@@ -6,17 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import one_line_error
 from zoo.cli import evaluate_main, predict_main, train_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: "), err
-    assert len(err.splitlines()) == 1, err
-    assert "Traceback" not in err
-    return err
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -17,16 +17,10 @@ import yaml
 from omegaconf import OmegaConf
 from torch import nn
 
+from tests.helpers import one_line_error
 from zoo.cli import evaluate_main, train_main
 from zoo.engine.config import build, check_targets, compose, locate
 from zoo.errors import UserError
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: "), err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 # --------------------------------------------------------------------------- allow-list

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from tests.helpers import one_line_error
 from zoo.engine import run as R
 from zoo.errors import UserError
 
@@ -24,11 +25,6 @@ def config(run: Path) -> dict:
     return yaml.safe_load((run / "config.yaml").read_text())
 
 
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: "), err
-    assert len(err.splitlines()) == 1, err
-    return err
 
 
 @pytest.fixture

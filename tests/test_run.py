@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import one_line_error
 from zoo.cli import train_main
 from zoo.engine import checkpoint as C
 from zoo.engine import run as R
@@ -27,11 +28,6 @@ def ckpt(run: Path, name: str = "last.pt") -> dict:
     return torch.load(run / "checkpoints" / name, weights_only=True)
 
 
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: "), err
-    assert len(err.splitlines()) == 1, err
-    return err
 
 
 @pytest.fixture

@@ -230,7 +230,6 @@ def test_word2vec_output_folder_holds_the_vectors(tmp_path):
 # -- pictures --------------------------------------------------------------------------------
 def test_pictures_name_classes_from_the_metadata_they_are_given():
     """A resumed run never calls on_train_start: names must come with the metadata."""
-    from zoo.models.detection.yolov1 import YOLOv1
 
     task, batch = get_task("detection"), _detection_batch()
     preds = [{"boxes": torch.tensor([[2.0, 2.0, 12.0, 12.0]]), "scores": torch.tensor([0.9]),

@@ -16,7 +16,6 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from zoo.data.base import DataModule
-from zoo.metrics.regression import RegressionEvaluator
 from zoo.models.base import ZooModel
 
 

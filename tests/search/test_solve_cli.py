@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import one_line_error
 from zoo.cli import solve_main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,10 +20,6 @@ def solve(*args: str) -> int:
     return solve_main(list(args), config_dir=CONFIGS)
 
 
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 def test_8puzzle_astar_writes_the_run(tmp_path, capsys):
