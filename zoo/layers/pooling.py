@@ -40,3 +40,40 @@ class SpatialPyramidPooling(nn.Module):
     @classmethod
     def example(cls) -> Example:
         return Example(cls((1, 2)), (_randn(2, 4, 7, 5),), (2, 4 * 5))
+
+
+@buildable
+class PyramidPoolingModule(nn.Module):
+    """PSPNet's pyramid pooling module (Zhao et al., "Pyramid Scene Parsing Network",
+    CVPR 2017): average-pool a (B, C, h, w) map into n x n bins for each n in ``bins``
+    (1, 2, 3, 6 in the paper), reduce each to ``C / len(bins)`` channels with a 1x1
+    conv-BN-ReLU, upsample bilinearly back to (h, w) and concatenate with the input:
+    (B, C + len(bins) * (C // len(bins)), h, w)."""
+
+    def __init__(self, in_channels: int, bins: Sequence[int] = (1, 2, 3, 6),
+                 reduction_channels: int | None = None) -> None:
+        super().__init__()
+        self.bins = tuple(int(n) for n in bins)
+        if not self.bins or min(self.bins) < 1:
+            raise ValueError(f"pyramid bins must be positive integers, got {list(bins)}")
+        r = reduction_channels or max(1, in_channels // len(self.bins))
+        self.stages = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(in_channels, r, 1, bias=False), nn.BatchNorm2d(r), nn.ReLU(inplace=True))
+            for _ in self.bins)
+        self.out_channels = in_channels + r * len(self.bins)
+
+    def pooled(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The pyramid before upsampling: (B, r, n, n) for each n in ``bins``."""
+        return [stage(F.adaptive_avg_pool2d(x, n)) for n, stage in zip(self.bins, self.stages)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        ups = [F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in self.pooled(x)]
+        return torch.cat([x, *ups], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"bins={self.bins}"
+
+    @classmethod
+    def example(cls) -> Example:
+        return Example(cls(8, (1, 2, 3, 6)), (_randn(2, 8, 7, 6),), (2, 8 + 4 * 2, 7, 6))

@@ -1,0 +1,128 @@
+"""Losses of the semantic segmenters, chosen with ``model.loss``:
+
+* ``ce``: pixel cross-entropy with ``ignore_index`` and optional class weights;
+* ``dice``: 1 - soft multi-class Dice (``zoo.metrics.segmentation.dice_loss``: on hard
+  predictions it is exactly 1 - the evaluator's mDice);
+* ``ce_dice``: CE + ``dice_weight`` x Dice;
+* ``edge_weighted_ce``: CE weighted per pixel by U-Net's map (Ronneberger et al. 2015, eq. 2)
+  ``w(x) = w_c(x) + w0 exp(-(d1(x) + d2(x))^2 / (2 sigma^2))`` plus an inverse-area term
+  ``area_weight * min(small_area / A(x), area_cap)`` on the pixels of an object of ``A(x)``
+  pixels, which raises small objects the way the border term raises the gaps between
+  touching ones. ``w_c`` is the class weight of the pixel's true class (1 without
+  ``class_weights``); d1, d2 are the distances to the nearest and second-nearest object.
+
+Objects are the connected components of each non-background class of the label map
+(``scipy.ndimage.label``), so two touching objects of *different* classes are two
+objects; touching objects of the same class are one (the label map cannot tell them apart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from zoo.metrics.segmentation import dice_loss
+
+LOSSES = ("ce", "dice", "ce_dice", "edge_weighted_ce")
+
+
+def label_components(label_map: np.ndarray, ignore_index: int = 255,
+                     background: int = 0) -> tuple[np.ndarray, int]:
+    """(H, W) class ids -> ((H, W) int32 object ids 1..N, 0 elsewhere; N): the connected
+    components (4-connected) of every class except ``background`` and ``ignore_index``."""
+    from scipy import ndimage
+
+    out = np.zeros(label_map.shape, dtype=np.int32)
+    n = 0
+    for c in np.unique(label_map):
+        if c in (background, ignore_index):
+            continue
+        comp, k = ndimage.label(label_map == c)
+        out[comp > 0] = comp[comp > 0] + n
+        n += k
+    return out, n
+
+
+def unet_weight_map(label_map: np.ndarray, *, w0: float = 10.0, sigma: float = 5.0,
+                    class_weights: Sequence[float] | None = None, area_weight: float = 0.0,
+                    small_area: float = 0.01, area_cap: float = 10.0,
+                    ignore_index: int = 255) -> np.ndarray:
+    """(H, W) float32 weights w(x) of one label map (see the module docstring).
+    ``small_area`` is a fraction of the image's pixels; ignored pixels get weight 0."""
+    from scipy import ndimage
+
+    h, w = label_map.shape
+    valid = label_map != ignore_index
+    if class_weights is not None:
+        cw = np.asarray(class_weights, dtype=np.float32)
+        weights = np.where(valid, cw[np.where(valid, label_map, 0)], 0).astype(np.float32)
+    else:
+        weights = valid.astype(np.float32)
+    objects, n = label_components(label_map, ignore_index)
+    if n >= 2 and w0 > 0:
+        # (N, H, W) distance of every pixel to each object; the two smallest are d1, d2
+        dist = np.stack([ndimage.distance_transform_edt(objects != k) for k in range(1, n + 1)])
+        d = np.partition(dist, 1, axis=0)[:2] if n > 2 else np.sort(dist, axis=0)
+        weights += (w0 * np.exp(-((d[0] + d[1]) ** 2) / (2 * sigma ** 2))).astype(np.float32) * valid
+    if n >= 1 and area_weight > 0:
+        areas = np.bincount(objects.ravel(), minlength=n + 1).astype(np.float32)
+        ref = small_area * h * w
+        term = np.minimum(ref / np.maximum(areas, 1), area_cap) * area_weight
+        term[0] = 0.0  # background
+        weights += term[objects]
+    return weights
+
+
+class SegmentationLoss(torch.nn.Module):
+    """The loss of ``model.loss`` on (B, C, H, W) logits and (B, H, W) int64 targets."""
+
+    def __init__(self, kind: str = "ce", *, ignore_index: int = 255,
+                 class_weights: Sequence[float] | None = None, dice_weight: float = 1.0,
+                 w0: float = 10.0, sigma: float = 5.0, area_weight: float = 1.0,
+                 small_area: float = 0.01) -> None:
+        super().__init__()
+        if kind not in LOSSES:
+            from zoo.errors import UserError, choices
+
+            raise UserError(f"model.loss={kind} is not one of {choices(LOSSES)}")
+        self.kind = kind
+        self.ignore_index = int(ignore_index)
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+        self.dice_weight = float(dice_weight)
+        self.w0, self.sigma = float(w0), float(sigma)
+        self.area_weight, self.small_area = float(area_weight), float(small_area)
+
+    def check_classes(self, num_classes: int) -> None:
+        if self.class_weights is not None and len(self.class_weights) != num_classes:
+            from zoo.errors import UserError
+
+            raise UserError(f"model.class_weights has {len(self.class_weights)} values for "
+                            f"{num_classes} classes")
+
+    def weight_maps(self, target: torch.Tensor) -> torch.Tensor:
+        """(B, H, W) float U-Net weights of the targets (computed on the CPU)."""
+        maps = [unet_weight_map(t, w0=self.w0, sigma=self.sigma, class_weights=self.class_weights,
+                                area_weight=self.area_weight, small_area=self.small_area,
+                                ignore_index=self.ignore_index)
+                for t in target.detach().cpu().numpy()]
+        return torch.from_numpy(np.stack(maps)).to(target.device)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = target.long()
+        if self.kind == "dice":
+            return dice_loss(logits, target, self.ignore_index)
+        if self.kind == "edge_weighted_ce":
+            ce = F.cross_entropy(logits.float(), target, ignore_index=self.ignore_index, reduction="none")
+            valid = (target != self.ignore_index).sum().clamp(min=1)
+            return (ce * self.weight_maps(target)).sum() / valid
+        weight = (torch.tensor(self.class_weights, dtype=torch.float32, device=logits.device)
+                  if self.class_weights is not None else None)
+        ce = F.cross_entropy(logits.float(), target, weight=weight, ignore_index=self.ignore_index)
+        # every pixel ignored: CE's mean is NaN; no host sync to find out
+        ce = torch.where((target != self.ignore_index).any(), ce, logits.sum() * 0.0)
+        if self.kind == "ce":
+            return ce
+        return ce + self.dice_weight * dice_loss(logits, target, self.ignore_index)
