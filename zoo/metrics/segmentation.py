@@ -27,8 +27,19 @@ P = predicted-pixel counts and T = true-pixel counts per class:
   and integer predictions must be a class or ``ignore_index``; anything else is a
   ``DataError`` naming the value, never a silently shifted confusion matrix.
 
+* small-object IoU: an *object* is a connected component (4-connected) of one class
+  other than the background (class 0) in the ground truth; it is *small* when it covers
+  less than ``small_area`` (default 1%) of the image's scored pixels. Its IoU is taken
+  against the predicted components of its class that touch it (a missed object scores
+  0; a prediction that merges it with a neighbour of its class is charged for the
+  merge); ``small_object_iou`` is the mean over all small objects of the split and
+  ``num_small_objects`` their count. It shows what the dataset-level IoU hides: a
+  large region's pixels outweigh many small objects.
+
 Counting happens on the predictions' device (a ``bincount`` per batch, one host
-sync for the value checks); only the (C, C+1) matrix moves to the CPU, in ``compute``.
+sync for the value checks); only the (C, C+1) matrix moves to the CPU, in ``compute``,
+except for the small-object IoU, whose connected components are found on the CPU
+(``scipy.ndimage.label``).
 """
 
 from __future__ import annotations
@@ -38,11 +49,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from zoo.errors import DataError
 from zoo.metrics.base import Evaluator
+
+SMALL_AREA = 0.01  # an object below this fraction of an image's scored pixels is "small"
 
 
 def _labels_from(predictions: torch.Tensor) -> torch.Tensor:
@@ -154,13 +168,16 @@ class SegmentationEvaluator(Evaluator):
     fw_iou``, ``per_class`` {name: {iou, dice}} (None for a class absent everywhere
     and for an ``ignore_index`` inside 0..C-1), ``absent_classes`` and
     ``confusion_matrix`` (C x C, rows true). Absent classes are left out of the means
-    (the module docstring gives the convention and its references).
+    (the module docstring gives the convention and its references). ``iou_per_class``
+    and ``dice_per_class`` are {name: value or None}, and ``small_object_iou``,
+    ``num_small_objects`` score objects smaller than ``small_area`` of the image.
     """
 
-    state_keys = ("cm",)
+    state_keys = ("cm", "small")
 
     def __init__(self, num_classes: int, class_names: Sequence[str] | None = None,
-                 ignore_index: int = 255) -> None:
+                 ignore_index: int = 255, small_area: float = SMALL_AREA) -> None:
+        self.small_area = float(small_area)
         self.num_classes = int(num_classes)
         self.class_names = list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
         if len(self.class_names) != self.num_classes:
@@ -172,6 +189,7 @@ class SegmentationEvaluator(Evaluator):
     def reset(self) -> None:
         c = self.num_classes
         self.cm = torch.zeros(c, c + 1, dtype=torch.int64)
+        self.small: list[tuple[int, int]] = []   # (intersection, union) per small object
 
     def update(self, predictions: torch.Tensor, batch: Any) -> None:
         target = batch_masks(batch)
@@ -187,6 +205,7 @@ class SegmentationEvaluator(Evaluator):
         if self.cm.device != counts.device:  # keep the running sum where the counting happens
             self.cm = self.cm.to(counts.device)
         self.cm += counts
+        self.small += small_objects(pred, target, self.small_area, self.ignore_index)
 
     def compute(self) -> dict[str, Any]:
         s = scores_from_counts(self.cm)
@@ -205,12 +224,17 @@ class SegmentationEvaluator(Evaluator):
             "miou": nanmean(iou), "mdice": nanmean(dice),
             "pixel_accuracy": float(s["intersection"].sum()) / total if total else float("nan"),
             "fw_iou": fw, "num_pixels": total,
+            "small_object_iou": (sum(i / u for i, u in self.small) / len(self.small)
+                                 if self.small else float("nan")),
+            "num_small_objects": len(self.small),
         }
         out["per_class"] = {
             name: {"iou": None if not present[i] else float(iou[i]),
                    "dice": None if not present[i] else float(dice[i])}
             for i, name in enumerate(self.class_names)
         }
+        out["iou_per_class"] = {n: v["iou"] for n, v in out["per_class"].items()}
+        out["dice_per_class"] = {n: v["dice"] for n, v in out["per_class"].items()}
         out["absent_classes"] = [n for i, n in enumerate(self.class_names) if absent[i]
                                  and i != self.ignore_index]
         out["confusion_matrix"] = self.cm[:, :-1].cpu().tolist()
@@ -230,6 +254,37 @@ class SegmentationEvaluator(Evaluator):
             plots.plot_confusion_matrix(out["confusion_matrix"], self.class_names,
                                         directory / "confusion_matrix.png"),
         ]
+
+
+def small_objects(pred: torch.Tensor, target: torch.Tensor, small_area: float = SMALL_AREA,
+                  ignore_index: int | None = 255, background: int = 0) -> list[tuple[int, int]]:
+    """(intersection, union) pixel counts of every small ground-truth object of (B, H, W)
+    integer ``pred`` and ``target`` (see the module docstring), in image order."""
+    from scipy import ndimage
+
+    out: list[tuple[int, int]] = []
+    p_all, t_all = pred.detach().cpu().numpy(), target.detach().cpu().numpy()
+    for p, t in zip(p_all, t_all):
+        valid = t != ignore_index if ignore_index is not None else np.ones(t.shape, dtype=bool)
+        limit = small_area * int(valid.sum())
+        for c in np.unique(t[valid]).tolist():
+            if c == background:
+                continue
+            objects, n = ndimage.label(t == c)
+            areas = np.bincount(objects.ravel(), minlength=n + 1)
+            small = [k for k in range(1, n + 1) if areas[k] < limit]
+            if not small:
+                continue
+            pc = (p == c) & valid
+            pred_comp, _ = ndimage.label(pc)
+            for k in small:
+                obj = objects == k
+                touching = np.unique(pred_comp[obj])
+                touching = touching[touching > 0]
+                region = np.isin(pred_comp, touching) if len(touching) else np.zeros_like(obj)
+                inter = int((obj & region).sum())
+                out.append((inter, int((obj | region).sum())))
+    return out
 
 
 # -- losses ----------------------------------------------------------------------------------

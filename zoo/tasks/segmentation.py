@@ -1,11 +1,13 @@
 """Semantic segmentation: per-pixel logits (B, C, H, W), or class ids (B, H, W), at the
 size of the batch's masks.
 
-Evaluator: mIoU, mDice, pixel accuracy and frequency-weighted IoU (``evaluator:
-{ignore_index: 255}``; the data's ``ignore_index`` otherwise). Pictures: each image
-beside its true and predicted masks. ``evaluate.py save_predictions=DIR`` writes one
-label PNG per image, which ``evaluate.py task=segmentation`` scores against a folder of
-ground-truth PNGs.
+Evaluator: mIoU, mDice, pixel accuracy, frequency-weighted IoU, IoU and Dice per class
+and the IoU of small objects (``evaluator: {ignore_index: 255, small_area: 0.01}``; the
+data's ``ignore_index`` otherwise). Pictures: each image beside its true and predicted
+masks. ``predict.py run=DIR source=IMAGE_OR_FOLDER output=DIR`` writes each image's
+label map (a palette PNG whose indices are the classes) and the image with its mask
+overlaid. ``evaluate.py save_predictions=DIR`` writes one label PNG per image, which
+``evaluate.py task=segmentation`` scores against a folder of ground-truth PNGs.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from zoo import viz
 from zoo.data.batches import SegmentationBatch
 from zoo.errors import UserError
-from zoo.tasks.base import Option, Task, evaluator_spec, output_dir, shape_of
+from zoo.tasks.base import Option, Task, evaluator_spec, model_device, output_dir, shape_of
 
 
 def label_map(predictions: torch.Tensor) -> torch.Tensor:
@@ -41,10 +43,17 @@ class SegmentationTask(Task):
         "class_names": Option("str", metavar="a,b,..."),
         "output": Option("str", metavar="PATH"),
     }
-    evaluator_keys: ClassVar[dict[str, str]] = {"ignore_index": "the mask value that is not scored (default: the data's, else 255)"}
+    evaluator_keys: ClassVar[dict[str, str]] = {
+        "ignore_index": "the mask value that is not scored (default: the data's, else 255)",
+        "small_area": "objects below this fraction of an image's pixels are small (default 0.01)"}
+    predict_options: ClassVar[dict[str, Option]] = {
+        "source": Option("str", required=True, metavar="IMAGE_OR_FOLDER", help="images to segment"),
+        "alpha": Option("float", 0.5, "opacity of the overlaid mask", low=0, high=1),
+    }
+    predict_writes = "<image>_mask.png (label map), <image>_overlay.png"
 
     def build_evaluator(self, model: Any, meta: Mapping[str, Any], spec: Any = None) -> Any:
-        from zoo.metrics.segmentation import SegmentationEvaluator
+        from zoo.metrics.segmentation import SMALL_AREA, SegmentationEvaluator
 
         opts = evaluator_spec(spec, self.evaluator_keys, self.name)
         ignore = opts.get("ignore_index", meta.get("ignore_index", 255))
@@ -52,8 +61,14 @@ class SegmentationTask(Task):
             ignore = int(ignore)
         except (TypeError, ValueError):
             raise UserError(f"evaluator.ignore_index must be a whole number, got {ignore!r}") from None
+        try:
+            small = float(opts.get("small_area", SMALL_AREA))
+        except (TypeError, ValueError):
+            small = -1.0
+        if not 0 <= small <= 1:
+            raise UserError(f"evaluator.small_area must be a fraction in [0, 1], got {opts.get('small_area')!r}")
         num_classes = int(meta.get("num_classes") or model.num_classes)
-        return SegmentationEvaluator(num_classes, meta.get("class_names"), ignore)
+        return SegmentationEvaluator(num_classes, meta.get("class_names"), ignore, small)
 
     def check_output(self, predictions: Any, batch: Any) -> None:
         masks = SegmentationBatch.of(batch).masks
@@ -97,6 +112,53 @@ class SegmentationTask(Task):
         key = viz.vstack([viz.text_block([("image | ground truth | prediction", viz.WHITE)], body.shape[-1]),
                           viz.legend([(n, pal[c]) for c, n in enumerate(names[:k])], body.shape[-1])])
         return {"val/segmentation": viz.vstack([body, key])}
+
+    def predict(self, run: Any, options: Mapping[str, str], output: Path | None) -> list[Path]:
+        """Segment each image of ``source``: print the pixel share of each class found and,
+        with ``output``, write ``<stem>_mask.png`` (palette PNG, index = class id, readable
+        by ``evaluate.py task=segmentation``) and ``<stem>_overlay.png``."""
+        from PIL import Image
+
+        from zoo.data.detection import decode_image_file
+        from zoo.data.images import IMAGE_SUFFIXES
+        from zoo.data.segmentation import voc_palette
+
+        opt = self.parse_predict(options)
+        model, meta = run.model, run.data.meta
+        src = Path(opt["source"]).expanduser()
+        if src.is_dir():
+            files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif src.is_file():
+            files = [src]
+        else:
+            raise UserError(f"source {src} is neither an image nor a folder")
+        if not files:
+            raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {src}")
+        k = int(meta.get("num_classes") or model.num_classes)
+        names = list(meta.get("class_names") or [str(c) for c in range(k)])
+        pal = viz.palette(k + 1)[1:]
+        device = model_device(model)
+        folder = output_dir(output) if output is not None else None
+        lut = voc_palette()
+        lut[:k] = np.asarray(pal[:k], dtype=np.uint8)  # the PNG's colours are the pictures' colours
+        written: list[Path] = []
+        for f in files:
+            img = decode_image_file(f).float().div(255)
+            pred = label_map(model.predict(img[None].to(device)).cpu())[0]
+            counts = torch.bincount(pred.flatten(), minlength=k).tolist()
+            share = ", ".join(f"{names[c] if c < len(names) else c} {n / pred.numel():.1%}"
+                              for c, n in enumerate(counts) if n)
+            print(f"{f.name}: {share}")
+            if folder is None:
+                continue
+            png = Image.fromarray(pred.numpy().astype(np.uint8), mode="P")
+            png.putpalette(lut.flatten().tolist())
+            png.save(folder / f"{f.stem}_mask.png")
+            written.append(folder / f"{f.stem}_mask.png")
+            masks = torch.stack([pred == c for c in range(k)])
+            picture = viz.overlay_masks(img, masks, alpha=opt["alpha"], colors=pal[:k])
+            written.append(viz.save_png(picture, folder / f"{f.stem}_overlay.png"))
+        return written
 
     def save_predictions(self, path: Path, pairs: Sequence[tuple[Any, Any]],
                          meta: Mapping[str, Any]) -> int:
