@@ -104,7 +104,7 @@ class SegmentationTransform:
         if crop_size:
             ops.append(v2.RandomCrop(int(crop_size), pad_if_needed=True,
                                      fill={tv_tensors.Image: 0, tv_tensors.Mask: ignore_index}))
-        self.pipeline = v2.Compose(ops)
+        self.pipeline = v2.Compose(ops) if ops else None
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         from torchvision import tv_tensors
@@ -117,7 +117,8 @@ class SegmentationTransform:
             h, w = image.shape[-2:]
             size = [max(1, round(h * s)), max(1, round(w * s))]
             img, m = TF.resize(img, size, antialias=True), TF.resize(m, size)  # masks: nearest
-        img, m = self.pipeline(img, m)
+        if self.pipeline is not None:
+            img, m = self.pipeline(img, m)
         return img.as_subclass(torch.Tensor), m.as_subclass(torch.Tensor)
 
 
