@@ -11,11 +11,12 @@ Families (``FAMILIES``): ``models`` (each model's default config; the README's
 vs ridge vs lasso, logistic regression vs MLP), ``sequence`` (reversal, language models
 on one time budget, word2vec, word order, KV-cache speed, captioning, BERT) and
 ``detection`` (the detectors on shapes with inference speed; the README's
-``detection-table``). A new family is one more entry in ``families()``.
+``detection-table``) and ``segmentation`` (FCN, U-Net, SegNet, PSPNet on shapes_seg, then
+U-Net with each loss; the README's ``segmentation-table``). A new family is one more entry in ``families()``.
 
 Each row is ``python train.py model=M <overrides>`` in its own run directory, then
 ``python evaluate.py run=DIR split=S``. A family's tables go to
-``benchmarks/results/<name>.md`` (``quality``, ``classic``, ``sequence``, ``detection``) and, where README.md has the family's markers
+``benchmarks/results/<name>.md`` (``quality``, ``classic``, ``sequence``, ``detection``, ``segmentation``) and, where README.md has the family's markers
 (``<!-- quality-table -->`` ... ``<!-- /quality-table -->``), between them. With
 ``models=`` only the rows measured are replaced, in tables of the same columns; rows not
 re-measured keep their numbers. ``--quick`` trains each row with ``trainer=debug`` (a few
@@ -287,6 +288,66 @@ DETECTION_COLUMNS: list[Column] = [
 ]
 
 
+SEGMENTATION_TARGET_MIOU = 0.85
+SEGMENTATION_TIME_LIMIT_S = 10 * 60
+SEGMENTATION_MODELS = ("fcn", "unet", "segnet", "pspnet")
+SEGMENTATION_LOSSES = ("ce", "dice", "ce_dice", "edge_weighted_ce")
+
+
+def _seg_met(r: Row) -> str:
+    ok = (r["metrics"]["miou"] >= SEGMENTATION_TARGET_MIOU
+          and (r.get("train_s") or 0) <= SEGMENTATION_TIME_LIMIT_S)
+    return "yes" if ok else "no"
+
+
+def _seg_loss(r: Row) -> str:
+    return next((o.split("=", 1)[1] for o in r["overrides"].split() if o.startswith("model.loss=")), "ce")
+
+
+SEGMENTATION_METRICS: list[Column] = [
+    ("mIoU", lambda r: fmt(r.get("metrics", {}).get("miou"), 3)),
+    ("mean Dice", lambda r: fmt(r.get("metrics", {}).get("mdice"), 3)),
+    ("small-object IoU", lambda r: fmt(r.get("metrics", {}).get("small_object_iou"), 3)),
+    ("pixel accuracy", lambda r: fmt(r.get("metrics", {}).get("pixel_accuracy"), 3)),
+]
+
+SEGMENTATION_COLUMNS: list[Column] = [
+    ("model", lambda r: r["model"]), *SEGMENTATION_METRICS,
+    ("params", lambda r: f"{r['params'] / 1e6:.2f} M" if "params" in r else "–"),
+    ("steps", lambda r: str(r.get("steps"))),
+    ("train time", lambda r: f"{(r.get('train_s') or 0) / 60:.1f} min"),
+    ("met (mIoU >= 0.85 in <= 10 min)", _seg_met),
+]
+
+SEGMENTATION_LOSS_COLUMNS: list[Column] = [
+    ("model", lambda r: r["model"]), ("loss", _seg_loss), *SEGMENTATION_METRICS,
+    ("steps", lambda r: str(r.get("steps"))),
+    ("train time", lambda r: f"{(r.get('train_s') or 0) / 60:.1f} min"),
+]
+
+
+def segmentation_family(loss_model: str = "unet") -> Family:
+    """The four semantic segmenters at their defaults, then one model trained with each
+    loss on the same budget (the default epochs) and scored on the same split."""
+    threads = os.environ.get("OMP_NUM_THREADS", "1")
+    return Family(
+        preface=("Semantic segmentation on the synthetic `shapes_seg` validation split (200 images, "
+                 "64 px, background + 3 shapes; objects 4-32 px across), default configs, torch "
+                 f"threads per run: {threads}. Small objects: ground-truth connected components "
+                 "below 1% of the image (41 px at 64 px), IoU against the predicted components that "
+                 "touch them, averaged over objects."),
+        results="segmentation", marker="segmentation-table",
+        sections=[
+            Section("Models (default configs)", SEGMENTATION_COLUMNS,
+                    [Experiment(m, split="val") for m in SEGMENTATION_MODELS],
+                    target=f"mIoU >= {SEGMENTATION_TARGET_MIOU} within 10 minutes of training"),
+            Section(f"Losses ({loss_model}, same epochs and data)", SEGMENTATION_LOSS_COLUMNS,
+                    [Experiment(loss_model, [f"model.loss={k}"], split="val", name=f"{loss_model}_{k}")
+                     for k in SEGMENTATION_LOSSES], key_columns=2,
+                    target="does plain pixel CE favour large regions? compare small-object IoU"),
+        ])
+
+
 def sequence_columns(keys: list[str]) -> list[Column]:
     return ([("model", lambda r: r["model"]), ("overrides", _overrides)]
             + [metric(k) for k in keys]
@@ -378,6 +439,7 @@ def families(args: argparse.Namespace) -> dict[str, Family]:
                                for i, (m, d, o) in enumerate(CLASSIC_ROWS)],
                               key_columns=3, after=zero_weights)]),
         "sequence": sequence_family(args.lm_seconds, args.lm_steps),
+        "segmentation": segmentation_family(),
         "detection": Family(
             preface=("Detection on the synthetic shapes validation split (500 images, 128 px, "
                      "5 classes), default configs, torch threads per run: "
