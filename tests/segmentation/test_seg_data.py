@@ -15,6 +15,8 @@ from zoo.data.segmentation import (MaskFolderData, SegmentationTransform, Shapes
                                    collate_segmentation, read_label_png, voc_palette)
 from zoo.errors import DataError
 
+from tests.segmentation.seg_fixtures import fake_voc, mask_folder
+
 
 def test_shapes_seg_batches_are_label_maps_deterministic_by_seed():
     d = ShapesSegData(num_train=4, num_val=3, num_test=2, image_size=40)
@@ -62,33 +64,8 @@ def test_collate_pads_masks_with_ignore():
     assert (b.images[0, :, 4:] == 0).all()
 
 
-def _palette_png(path: Path, labels: np.ndarray) -> None:
-    im = Image.fromarray(labels.astype(np.uint8), mode="P")
-    im.putpalette(voc_palette().flatten().tolist())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    im.save(path)
-
-
-def _fake_voc(root: Path) -> dict[str, np.ndarray]:
-    masks = {}
-    for k, name in enumerate(["2007_000001", "2007_000002", "2007_000003"]):
-        lab = np.zeros((20, 30), dtype=np.uint8)
-        lab[4:12, 6:20] = 15 if k else 1              # person / aeroplane
-        lab[3, 5:21] = 255                            # VOC's object border
-        lab[12, 5:21] = 255
-        masks[name] = lab
-        _palette_png(root / "SegmentationClass" / f"{name}.png", lab)
-        (root / "JPEGImages").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.full((20, 30, 3), 40 * k, dtype=np.uint8)).save(root / "JPEGImages" / f"{name}.jpg")
-    sets = root / "ImageSets" / "Segmentation"
-    sets.mkdir(parents=True)
-    (sets / "train.txt").write_text("2007_000001\n2007_000002\n")
-    (sets / "val.txt").write_text("2007_000003\n")
-    return masks
-
-
 def test_voc_palette_png_and_border_read_correctly(tmp_path):
-    masks = _fake_voc(tmp_path / "VOC2012")
+    masks = fake_voc(tmp_path / "VOC2012")
     # the file really is a palette image whose colours are VOC's (person = (192, 128, 128))
     with Image.open(tmp_path / "VOC2012/SegmentationClass/2007_000002.png") as im:
         assert im.mode == "P"
@@ -121,7 +98,7 @@ def test_voc_missing_parts_are_one_line_data_errors(tmp_path, remove, expect):
 
     root = tmp_path / "VOC2012"
     if remove != "":
-        _fake_voc(root)
+        fake_voc(root)
         target = root / remove
         shutil.rmtree(target) if target.is_dir() else target.unlink()
     d = VocSegData(root=str(root))
@@ -131,14 +108,7 @@ def test_voc_missing_parts_are_one_line_data_errors(tmp_path, remove, expect):
 
 
 def test_mask_folder_pairs_by_stem(tmp_path):
-    for split, n in (("train", 2), ("val", 1)):
-        for i in range(n):
-            lab = np.zeros((8, 10), dtype=np.uint8)
-            lab[2:5, 3:7] = 2
-            (tmp_path / "images" / split).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(np.zeros((8, 10, 3), np.uint8)).save(tmp_path / "images" / split / f"a{i}.png")
-            (tmp_path / "masks" / split).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(lab).save(tmp_path / "masks" / split / f"a{i}.png")
+    mask_folder(tmp_path)
     d = MaskFolderData(root=str(tmp_path), num_classes=3, crop_size=None, scale_range=None)
     x, m = d.dataset("val")[0]
     assert x.shape == (3, 8, 10) and int(m.max()) == 2 and int((m == 2).sum()) == 12
