@@ -47,6 +47,13 @@ def test_small_object_iou_by_hand():
     t2 = t.clone()
     t2[0, 19] = 255
     assert small_objects(p, t2, small_area=0.05) == pairs
+    # the limit is a fraction of the scored pixels: 18 px is small in 400 (limit 20) but
+    # not once 60 are ignored (limit 17)
+    t3 = torch.zeros(1, 20, 20, dtype=torch.int64)
+    t3[0, 5:8, 5:11] = 1
+    assert len(small_objects(t3, t3, small_area=0.05)) == 1
+    t3[0, 17:] = 255
+    assert small_objects(t3, t3, small_area=0.05) == []
     ev2 = SegmentationEvaluator(3, small_area=0.0)
     ev2.update(p, (None, t))
     assert ev2.compute()["num_small_objects"] == 0 and math.isnan(ev2.compute()["small_object_iou"])

@@ -34,7 +34,7 @@ def test_dice_loss_on_hard_masks_is_one_minus_the_metric(seed):
     c = 5
     target = torch.randint(0, c - 1, (3, 16, 12), generator=g)   # class 4 absent from the target
     pred = torch.where(torch.rand(3, 16, 12, generator=g) < 0.7, target,
-                       torch.randint(0, c, (3, 16, 12), generator=g))
+                       torch.randint(0, c - 1, (3, 16, 12), generator=g))   # ... and from pred
     target[0, 0] = 255
     ev = SegmentationEvaluator(c)
     ev.update(pred, (None, target))

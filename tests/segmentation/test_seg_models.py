@@ -57,6 +57,20 @@ def test_segnet_unpools_values_at_the_pooled_positions():
     assert torch.equal(up.flatten(2).gather(2, idx.flatten(2)), pooled.flatten(2))
 
 
+def test_segnet_decoder_upsamples_by_the_encoder_indices():
+    torch.manual_seed(0)
+    model = SegNet(num_classes=2, widths=(4, 4), convs=(1, 1)).eval()
+    seen = []
+    model.unpool.register_forward_hook(lambda m, args, out: seen.append((args[1], out)))
+    model(torch.rand(1, 3, 16, 12))
+    assert len(seen) == 2                  # one unpooling per encoder stage
+    for idx, out in seen:
+        # each output holds values only at the recorded argmax positions
+        nonzero = out.flatten(2) != 0
+        at = torch.zeros_like(nonzero).scatter_(2, idx.flatten(2), True)
+        assert not (nonzero & ~at).any()
+
+
 def test_segnet_upsampling_has_no_parameters_unlike_fcn():
     segnet = SegNet(num_classes=4)
     fcn = FCN(num_classes=4)
