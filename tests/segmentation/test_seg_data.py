@@ -3,19 +3,23 @@ the image/mask folder pair, joint augmentation and padding collation."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from zoo.data.batches import SegmentationBatch
-from zoo.data.segmentation import (MaskFolderData, SegmentationTransform, ShapesSegData, VocSegData,
-                                   collate_segmentation, read_label_png, voc_palette)
-from zoo.errors import DataError
-
 from tests.segmentation.seg_fixtures import fake_voc, mask_folder
+from zoo.data.batches import SegmentationBatch
+from zoo.data.segmentation import (
+    MaskFolderData,
+    SegmentationTransform,
+    ShapesSegData,
+    VocSegData,
+    collate_segmentation,
+    read_label_png,
+    voc_palette,
+)
+from zoo.errors import DataError
 
 
 def test_shapes_seg_batches_are_label_maps_deterministic_by_seed():
@@ -26,7 +30,7 @@ def test_shapes_seg_batches_are_label_maps_deterministic_by_seed():
     assert m.shape == (40, 40) and m.dtype == torch.int64 and int(m.max()) < 4
     x2, m2 = ShapesSegData(num_val=3, image_size=40).dataset("val")[1]
     assert torch.equal(x, x2) and torch.equal(m, m2)
-    x3, m3 = ShapesSegData(num_val=3, image_size=40, seed=1).dataset("val")[1]
+    x3, _ = ShapesSegData(num_val=3, image_size=40, seed=1).dataset("val")[1]
     assert not torch.equal(x, x3)
     # the label map is the generator's semantic map: class k where shape k was drawn
     scene = d.dataset("val").scenes.scene(1)

@@ -140,7 +140,9 @@ def test_mirror_padding_crops_back_and_tiles_agree():
     padded = mirror_pad_predict(model, x, 8)
     assert padded.shape == direct.shape
     # a pointwise function is unchanged by padding and tiling
-    pointwise = lambda t: t * 2 + 1  # noqa: E731
+    def pointwise(t):
+        return t * 2 + 1
+
     assert torch.equal(mirror_pad_predict(pointwise, x, 4), pointwise(x))
     assert torch.equal(mirror_pad_predict(pointwise, x, 4, tile=8), pointwise(x))
     # the mirrored margin: the model sees reflected context, so a pixel next to the border is

@@ -177,12 +177,12 @@ class ShapesSegData(DataModule):
         super().__init__(num_classes=int(num_classes), image_size=image_size, channels=3,
                          ignore_index=ignore_index, **kwargs)
         self.meta["class_names"] = ["background", *shapes]
-        self.render = dict(image_size=image_size, classes=shapes, max_objects=max_objects,
-                           min_size=min_size, max_size=max_size, empty_prob=empty_prob)
+        self.render = {"image_size": image_size, "classes": shapes, "max_objects": max_objects,
+                       "min_size": min_size, "max_size": max_size, "empty_prob": empty_prob}
         self.lengths = {"train": num_train, "val": num_val, "test": num_test}
         self.seed, self.cache = seed, cache
-        self.augment = dict(hflip=hflip, vflip=vflip, rot90=rot90, scale_range=scale_range,
-                            crop_size=image_size if scale_range else None, ignore_index=ignore_index)
+        self.augment = {"hflip": hflip, "vflip": vflip, "rot90": rot90, "scale_range": scale_range,
+                        "crop_size": image_size if scale_range else None, "ignore_index": ignore_index}
         self.collate_fn = collate_segmentation
 
     def build(self, split: str) -> ShapesSegDataset:
@@ -244,8 +244,8 @@ class _DiskSegData(DataModule):
                          ignore_index=int(ignore_index), image_size=crop_size, **kwargs)
         self.root = Path(root).expanduser()
         self.split_names = {"train": train_split, "val": val_split, "test": test_split or val_split}
-        self.augment = dict(hflip=hflip, scale_range=scale_range, crop_size=crop_size,
-                            ignore_index=int(ignore_index))
+        self.augment = {"hflip": hflip, "scale_range": scale_range, "crop_size": crop_size,
+                        "ignore_index": int(ignore_index)}
         self.collate_fn = collate_segmentation
 
     def items(self, split: str) -> list[tuple[Path, Path]]:
@@ -316,7 +316,3 @@ class MaskFolderData(_DiskSegData):
             raise DataError(f"{len(extra)} mask(s) in {masks_dir} have no image with the same stem, "
                             f"e.g. {extra[0]}.png")
         return [(images[s], masks[s]) for s in sorted(images)]
-
-
-__all__ = ["ShapesSegData", "VocSegData", "MaskFolderData", "SegmentationTransform",
-           "collate_segmentation", "read_label_png", "voc_palette"]
