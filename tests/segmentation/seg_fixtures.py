@@ -11,7 +11,7 @@ from zoo.data.segmentation import voc_palette
 
 
 def palette_png(path: Path, labels: np.ndarray) -> None:
-    im = Image.fromarray(labels.astype(np.uint8), mode="P")
+    im = Image.fromarray(labels.astype(np.uint8))   # putpalette makes it a "P" image
     im.putpalette(voc_palette().flatten().tolist())
     path.parent.mkdir(parents=True, exist_ok=True)
     im.save(path)

@@ -151,7 +151,7 @@ class SegmentationTask(Task):
             print(f"{f.name}: {share}")
             if folder is None:
                 continue
-            png = Image.fromarray(pred.numpy().astype(np.uint8), mode="P")
+            png = Image.fromarray(pred.numpy().astype(np.uint8))  # putpalette makes it a "P" image
             png.putpalette(lut.flatten().tolist())
             png.save(folder / f"{f.stem}_mask.png")
             written.append(folder / f"{f.stem}_mask.png")
