@@ -27,8 +27,8 @@ from zoo.models.segmentation.base import SemanticSegmenter
 
 
 def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
-    """(C, 1, k, k)... as (C, C, k, k) weights of a transposed convolution that upsamples
-    each channel by bilinear interpolation (the FCN initialisation)."""
+    """(C, C, k, k) weights of a transposed convolution that upsamples each channel by
+    bilinear interpolation, channels kept apart (the FCN initialisation)."""
     factor = (kernel_size + 1) // 2
     centre = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
     og = torch.arange(kernel_size, dtype=torch.float32)
