@@ -341,7 +341,7 @@ def segmentation_family(loss_model: str = "unet") -> Family:
             Section("Models (default configs)", SEGMENTATION_COLUMNS,
                     [Experiment(m, split="val") for m in SEGMENTATION_MODELS],
                     target=f"mIoU >= {SEGMENTATION_TARGET_MIOU} within 10 minutes of training"),
-            Section(f"Losses ({loss_model}, same epochs and data)", SEGMENTATION_LOSS_COLUMNS,
+            Section(f"Losses ({loss_model}, same training budget and data)", SEGMENTATION_LOSS_COLUMNS,
                     [Experiment(loss_model, [f"model.loss={k}"], split="val", name=f"{loss_model}_{k}")
                      for k in SEGMENTATION_LOSSES], key_columns=2,
                     target="does plain pixel CE favour large regions? compare small-object IoU"),
