@@ -1,0 +1,1 @@
+"""Segmentation models: semantic (FCN, U-Net, SegNet, PSPNet) and instance."""
