@@ -322,10 +322,13 @@ def test_train_evaluate_results_file_and_predict_round_trip(train, tmp_path, cap
                  *small) == 0
     assert list((run / "images").glob("*instances*.png"))
     results = tmp_path / "results.json"
-    assert evaluate_main([f"run={run}", "split=val", f"save_predictions={results}"]) == 0
+    assert evaluate_main([f"run={run}", "split=val", f"ckpt={run / 'checkpoints' / 'last.pt'}",
+                          f"save_predictions={results}"]) == 0
     metrics = json.loads((run / "eval_val" / "metrics.json").read_text())
+    validation = json.loads((run / "metrics.json").read_text())  # the last validation, same weights
     for key in ("map", "map_50", "mask_map", "mask_map_50", "mask_map_small"):
         assert isinstance(metrics[key], float) and (0 <= metrics[key] <= 1 or metrics[key] == -1)
+        assert validation[key] == metrics[key]
     rows = json.loads(results.read_text())
     assert rows and {"image_id", "category_id", "bbox", "score", "segmentation"} <= set(rows[0])
 

@@ -161,8 +161,8 @@ class DetectionTask(Task):
         "output": Option("str", metavar="PATH"),
     }
     evaluator_keys: ClassVar[dict[str, str]] = {"protocols": "coco, voc07, voc12, voc07_devkit (default: the evaluator's)",
-                      "iou_types": "bbox, segm, keypoints (default [bbox]; the first one's numbers "
-                                   "keep their names)",
+                      "iou_types": "bbox, segm, keypoints (default: the model's, [bbox] or [bbox, segm]; "
+                                   "the first one's numbers keep their names, segm's others get mask_)",
                       "backend": "faster_coco_eval or pycocotools"}
 
     # -- evaluation --------------------------------------------------------------------------
