@@ -21,7 +21,8 @@ config sets it).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,9 +53,9 @@ class MaskRCNN(FasterRCNN):
                  mask_layers: Sequence[int] = (64, 64), mask_dim_reduced: int = 64,
                  mask_sampling_ratio: int = 2, mask_thresh: float = 0.5, **kwargs: Any) -> None:
         # Read by build_net while FasterRCNN.__init__ assembles the network.
-        self.mask_settings = dict(roi_size=int(mask_roi_size), layers=[int(w) for w in mask_layers],
-                                  dim_reduced=int(mask_dim_reduced),
-                                  sampling_ratio=int(mask_sampling_ratio))
+        self.mask_settings = {"roi_size": int(mask_roi_size), "layers": [int(w) for w in mask_layers],
+                              "dim_reduced": int(mask_dim_reduced),
+                              "sampling_ratio": int(mask_sampling_ratio)}
         super().__init__(num_classes=num_classes, **kwargs)
         self.mask_thresh = float(mask_thresh)
 
