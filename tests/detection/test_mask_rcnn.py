@@ -385,3 +385,26 @@ def test_mask_rcnn_overfits_one_image():
     out = ev.compute()
     assert out["mask_map_50"] == pytest.approx(1.0) and out["map_50"] == pytest.approx(1.0)
     assert out["mask_map"] > 0.5
+
+
+def test_mask_rcnn_trains_on_coco_masks_on_disk(train, tmp_path, capsys):
+    """model=mask_rcnn turns data.with_masks on for data=coco too: polygons and RLEs reach
+    the model through the training augmentation, and the run reports mask AP."""
+    root, run = tmp_path / "coco", tmp_path / "run"
+    _coco_with_masks(root)
+    with pytest.warns(UserWarning, match="dropped 1"):
+        assert train("model=mask_rcnn", "data=coco", f"data.root={root}", "data.image_size=64",
+                     "data.num_workers=0", "data.batch_size=1", "trainer=debug", "trainer.max_steps=2",
+                     "model.score_thresh=0.0", f"hydra.run.dir={run}") == 0
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["monitor"] == "mask_map_50" and "mask_map" in summary
+    voc = tmp_path / "voc"  # boxes only: a one-line error, not a failure inside the model
+    (voc / "Annotations").mkdir(parents=True)
+    (voc / "Annotations" / "a.xml").write_text(
+        "<annotation><size><width>8</width><height>8</height></size><object><name>cat</name>"
+        "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>"
+        "</annotation>")
+    capsys.readouterr()
+    assert train("model=mask_rcnn", "data=voc", f"data.root={voc}", "trainer=debug",
+                 f"hydra.run.dir={tmp_path / 'run_voc'}") == 2
+    assert "hold boxes only" in capsys.readouterr().err
