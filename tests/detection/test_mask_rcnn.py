@@ -408,3 +408,17 @@ def test_mask_rcnn_trains_on_coco_masks_on_disk(train, tmp_path, capsys):
     assert train("model=mask_rcnn", "data=voc", f"data.root={voc}", "trainer=debug",
                  f"hydra.run.dir={tmp_path / 'run_voc'}") == 2
     assert "hold boxes only" in capsys.readouterr().err
+
+
+def test_semantic_map_survives_an_image_with_as_many_boxes_as_rows():
+    """SanitizeBoundingBoxes indexes every Mask by the kept boxes; the (H, W) semantic
+    map is not per box and must come through whole even when N boxes == H rows."""
+    from zoo.data.detection import DetectionTransform
+
+    h = w = 4
+    boxes = torch.tensor([[0, 0, 2, 2], [1, 1, 3, 3], [0, 0, 0, 0], [2, 2, 4, 4]], dtype=torch.float32)
+    semantic = torch.arange(h * w).reshape(h, w)
+    target = {"boxes": boxes, "labels": torch.arange(4), "semantic": semantic}
+    _, out = DetectionTransform([])(torch.zeros(3, h, w, dtype=torch.uint8), target)
+    assert len(out["boxes"]) == 3  # the degenerate box is dropped
+    assert torch.equal(out["semantic"], semantic)

@@ -292,11 +292,8 @@ class DetectionTransform:
     def __init__(self, transforms: Sequence[Callable]) -> None:
         from torchvision.transforms import v2
 
-        self.pipeline = v2.Compose([
-            *transforms,
-            v2.ClampBoundingBoxes(),
-            v2.SanitizeBoundingBoxes(labels_getter=_per_box_fields),
-        ])
+        self.pipeline = v2.Compose([*transforms, v2.ClampBoundingBoxes()])
+        self.sanitize = v2.SanitizeBoundingBoxes(labels_getter=_per_box_fields)
 
     def __call__(self, image: torch.Tensor, target: dict[str, Any]) -> tuple[torch.Tensor, dict]:
         from torchvision import tv_tensors
@@ -308,6 +305,13 @@ class DetectionTransform:
             if k in t:
                 t[k] = tv_tensors.Mask(t[k])
         image, t = self.pipeline(tv_tensors.Image(image), t)
+        # the (H, W) semantic map is a Mask so geometric transforms move it, but it is not
+        # per box: SanitizeBoundingBoxes indexes every Mask by the kept boxes and would cut
+        # its rows whenever an image has exactly H boxes
+        semantic = t.pop("semantic", None)
+        image, t = self.sanitize(image, t)
+        if semantic is not None:
+            t["semantic"] = semantic
         out = {k: (v.as_subclass(torch.Tensor) if isinstance(v, torch.Tensor) else v)
                for k, v in t.items()}
         return image.as_subclass(torch.Tensor), out
