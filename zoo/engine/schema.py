@@ -104,6 +104,8 @@ class DataLoader:
     batch_size: int = key(ge=1)
     eval_batch_size: int | None = key(ge=1)
     num_workers: int = key(ge=0)
+    persistent_workers: bool = key()
+    prefetch_factor: int | None = key(ge=1)
 
 
 @dataclass

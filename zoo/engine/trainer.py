@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from zoo.engine import checkpoint as C
 from zoo.engine import distributed as D
+from zoo.engine import loader as L
 from zoo.engine.cadence import BestTracker, Cadence, Plan
 from zoo.engine.config import build
 from zoo.engine.ema import ModelEMA
@@ -144,21 +145,11 @@ class Trainer:
 
     def _train_loader(self) -> DataLoader:
         ds = self.data.dataset("train")
-        n = len(ds)
-        if n == 0:
+        if len(ds) == 0:
             raise UserError("the training split is empty")
-        self.sampler = D.EpochSampler(n, shuffle=bool(self.data.shuffle),
-                                      seed=int(self.cfg.seed), rank=D.rank(), world=D.world_size())
-        per_rank = len(self.sampler)
-        bs = self.data.batch_size
-        drop_last = per_rank > bs
-        self.batches_per_epoch = per_rank // bs if drop_last else -(-per_rank // bs)
-        # A separate generator: creating a loader iterator must not draw from the global RNG,
-        # or a run resumed mid-epoch would diverge from one never stopped.
-        gen = torch.Generator().manual_seed(int(self.cfg.seed))
-        return DataLoader(ds, batch_size=bs, sampler=self.sampler, num_workers=self.data.num_workers,
-                          collate_fn=self.data.collate_fn, pin_memory=self.device.type == "cuda",
-                          drop_last=drop_last, generator=gen, persistent_workers=False)
+        loader, self.sampler, self.batches_per_epoch = L.train_loader(
+            self.data, ds, seed=int(self.cfg.seed), device=self.device)
+        return loader
 
     def _init_from(self, path: str) -> None:
         lines = C.init_weights(self.model, path)
@@ -295,6 +286,7 @@ class Trainer:
         finally:
             for sig, h in previous.items():
                 signal.signal(sig, h)
+            L.shutdown(getattr(self, "train_loader", None))
 
     def _fit(self) -> dict[str, Any]:
         if self.closed_form:  # nothing to step: validate and save once
