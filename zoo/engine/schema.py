@@ -62,6 +62,8 @@ class Trainer:
     max_time: float | None = key(gt=0)
     progress: bool = key()
     channels_last: bool = key()
+    strategy: Literal["ddp", "fsdp"] = key()
+    sync_batchnorm: bool = key()
     apply_last: bool | None = key()  # read from run directories written before the debug group
 
 
