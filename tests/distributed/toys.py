@@ -62,11 +62,11 @@ def _full(t: torch.Tensor | None) -> torch.Tensor | None:
 
     if t is None:
         return None
-    return (t.full_tensor() if isinstance(t, DTensor) else t).detach().clone()
+    return (t.full_tensor() if isinstance(t, DTensor) else t).detach().cpu().clone()
 
 
 def run_job(config_dir: Path, run_dir: Path, overrides: list[str], norm: bool = False,
-            resume: bool = False) -> dict[str, Any]:
+            resume: bool = False, device: str = "cpu") -> dict[str, Any]:
     """One training run through the zoo Trainer with ``BlockRegressor``; returns what
     the tests compare: the last step's gradients, the weights, the full optimizer state,
     and this rank's sample order for epochs 0-2 (or the one-line error)."""
@@ -78,7 +78,7 @@ def run_job(config_dir: Path, run_dir: Path, overrides: list[str], norm: bool = 
     T.build_model = lambda c: BlockRegressor(features=int(c.data.features), norm=norm)
     cfg = compose_cfg(config_dir, overrides)
     run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = T.Trainer(cfg, run_dir, torch.device("cpu"), resume=resume)
+    trainer = T.Trainer(cfg, run_dir, torch.device(device), resume=resume)
     try:
         summary = trainer.fit()
     except UserError as e:
@@ -98,15 +98,21 @@ def run_job(config_dir: Path, run_dir: Path, overrides: list[str], norm: bool = 
 
 
 def main() -> None:
-    """torchrun ... toys.py CONFIG_DIR OUT JOBS_JSON: every job in turn, each rank saving
-    ``OUT/<job>.rank<r>.pt``."""
+    """torchrun ... toys.py CONFIG_DIR OUT JOBS_JSON [cuda]: every job in turn, each rank
+    saving ``OUT/<job>.rank<r>.pt``."""
     from zoo.engine import distributed as D
 
+    import os
+
     config_dir, out, jobs = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+    device = "cpu"
+    if len(sys.argv) > 4 and sys.argv[4] == "cuda":  # NCCL, one GPU per process
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     torch.set_num_threads(1)
-    D.init(torch.device("cpu"))
+    D.init(torch.device(device))
     for job in jobs:
-        res = run_job(config_dir, out / job["name"], job["overrides"], norm=job.get("norm", False))
+        res = run_job(config_dir, out / job["name"], job["overrides"], norm=job.get("norm", False),
+                      device=device)
         torch.save(res, out / f"{job['name']}.rank{D.rank()}.pt")
     D.barrier()
     D.cleanup()
