@@ -74,14 +74,19 @@ def loader_rate(cfg: Any, workers: int, batches: int) -> float:
     from zoo.engine.utils import batch_size_of
 
     it = iter(loader)
-    first = next(it)  # start-up (fork, first batch) is not the steady rate
-    n, t0 = 0, time.perf_counter()
-    for i, batch in enumerate(it):
-        n += batch_size_of(batch)
-        if i + 1 >= batches:
-            break
+    next(it)  # start-up (fork, first batch) is not the steady rate
+    n, done, epoch, t0 = 0, 0, 0, time.perf_counter()
+    while done < batches:
+        for batch in it:
+            n += batch_size_of(batch)
+            done += 1
+            if done >= batches:
+                break
+        else:  # a small training set: the next epoch (persistent workers carry on)
+            epoch += 1
+            sampler.set_epoch(epoch)
+            it = iter(loader)
     dt = time.perf_counter() - t0
-    del first
     L.shutdown(loader)
     return n / dt if dt > 0 and n else float("nan")
 
