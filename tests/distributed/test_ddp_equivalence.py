@@ -100,7 +100,7 @@ def test_ranks_split_the_same_reshuffled_epochs(two_processes, one_process):
     assert orders[0] != orders[1] != orders[2]  # a new permutation per epoch
 
 
-def test_sharded_checkpoint_resumes_in_one_process(two_processes, config_dir):
+def test_sharded_checkpoint_resumes_in_one_process(two_processes, config_dir, monkeypatch):
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
     from zoo.engine import checkpoint as C
@@ -114,7 +114,7 @@ def test_sharded_checkpoint_resumes_in_one_process(two_processes, config_dir):
     shards = sorted(p.name for p in (run / "checkpoints" / last["sharded"]).glob("*.distcp"))
     assert shards == ["__0_0.distcp", "__1_0.distcp"]  # each process wrote its own
 
-    T.build_model = lambda c: BlockRegressor(features=8)
+    monkeypatch.setattr(T, "build_model", lambda c: BlockRegressor(features=8))
     cfg = compose_cfg(config_dir, [*COMMON, "data.batch_size=16", "trainer.strategy=fsdp"])
     trainer = T.Trainer(cfg, run, torch.device("cpu"), resume=True)
     trainer.setup()  # one process, no process group: DCP reshards 2 -> 1
@@ -131,6 +131,14 @@ def test_sharded_checkpoint_resumes_in_one_process(two_processes, config_dir):
     # evaluate.py and init_from read the whole weights from the shards
     whole = C.load(run / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(whole[k], stopped["weights"][k]) for k in stopped["weights"])
+
+    # and the run goes on in one process, writing one shard from then on
+    summary = T.Trainer(cfg, run, torch.device("cpu"), resume=True).fit()
+    assert summary["steps"] == 10
+    last = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    folders = sorted(p.name for p in (run / "checkpoints").glob("last.dcp.*"))
+    assert folders == [last["sharded"]] and last["world_size"] == 1
+    assert [p.name for p in (run / "checkpoints" / last["sharded"]).glob("*.distcp")] == ["__0_0.distcp"]
 
 
 def test_sync_batchnorm_on_cpu_is_one_line(two_processes):

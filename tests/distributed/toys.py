@@ -75,14 +75,17 @@ def run_job(config_dir: Path, run_dir: Path, overrides: list[str], norm: bool = 
     from zoo.engine import trainer as T
     from zoo.errors import UserError
 
-    T.build_model = lambda c: BlockRegressor(features=int(c.data.features), norm=norm)
     cfg = compose_cfg(config_dir, overrides)
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = T.Trainer(cfg, run_dir, torch.device(device), resume=resume)
+    build, T.build_model = T.build_model, lambda c: BlockRegressor(features=int(c.data.features),
+                                                                  norm=norm)
     try:
         summary = trainer.fit()
     except UserError as e:
         return {"error": str(e)}
+    finally:
+        T.build_model = build
     m = trainer.model
     optim = {k: get_optimizer_state_dict(m, o, options=StateDictOptions(full_state_dict=True))
              for k, o in trainer.optimizers.items()}

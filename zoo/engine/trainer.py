@@ -214,10 +214,12 @@ class Trainer:
         return the plain state that names it. ``last.pt`` is replaced only after the
         whole folder exists, so it always names a complete one."""
         state = self.state()
-        folder = f"{Path(name).stem}.dcp.{self.step}"
-        if D.is_main() and (self.ckpt_dir / folder).exists():
-            _remove_tree(self.ckpt_dir / folder)  # a half-written one from a crash
-        D.barrier()
+        folder = None
+        if D.is_main():  # a new name, never the folder the current last.pt names
+            folder, k = f"{Path(name).stem}.dcp.{self.step}", 1
+            while (self.ckpt_dir / folder).exists():
+                folder, k = f"{Path(name).stem}.dcp.{self.step}-{k}", k + 1
+        folder = D.broadcast_object(folder)
         C.save_sharded(self.ckpt_dir / folder, self.model, self.optimizers)
         D.barrier()
         state["sharded"] = folder
