@@ -8,8 +8,8 @@ batches with ``num_workers`` 0, 1, 2 and 4. Beside it, the first model config
 (alphabetically) whose default data it is trains a few steps on the same batches in
 the same process (forward, backward, AdamW step; CPU, one thread) and gives the
 samples/s a training step consumes. A loader slower than that starves the model.
-Manual-step models (bandits, game tables) and the data of none are left without a
-step rate.
+Data that is no model's default trains the first of ``FALLBACK_MODELS`` that fits it.
+Manual-step models (bandits, game tables) and closed-form fits have no step rate.
 
     python benchmarks/dataloader.py                 # all of them (a few minutes)
     python benchmarks/dataloader.py --data shapes,digits --workers 0,2 --batches 10
@@ -32,6 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+
+
+FALLBACK_MODELS = ("transformer", "lstm_classifier", "lstm_tagger", "gpt", "mlp")
 
 
 def _compose(overrides: list[str]) -> Any:
@@ -145,13 +148,22 @@ def main(argv: list[str] | None = None) -> int:
     rows, skipped = [], []
     for name in names:
         model = models.get(name)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                cfg = _compose([f"model={model or 'mlp'}", f"data={name}", "logger=none"])
-                data = build_data(cfg)
-                data.dataset("train")
-        except (DataError, UserError, ImportError, OSError) as e:
-            skipped.append(f"{name} ({str(e).splitlines()[0][:90]})")
+        cfg, error = None, ""
+        # data that is no model's default trains with the first of these it fits
+        for candidate in [model] if model else FALLBACK_MODELS:
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    cfg = _compose([f"model={candidate}", f"data={name}", "logger=none"])
+                    data = build_data(cfg)
+                    data.dataset("train")
+                model = candidate
+                break
+            except (DataError, UserError, ImportError, OSError) as e:
+                cfg = None
+                if not error or isinstance(e, DataError):  # a missing file says most
+                    error = str(e).splitlines()[0][:90]
+        if cfg is None:
+            skipped.append(f"{name} ({error})")
             continue
         rates = []
         for w in workers:
@@ -165,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # noqa: BLE001
             print(f"  {name} model {model}: {type(e).__name__}: {e}", file=sys.stderr)
             step = None
-        rows.append((name, model or "-", data.batch_size, rates, step))
+        shown_model = model if models.get(name) == model else f"{model} (not its default)"
+        rows.append((name, shown_model, data.batch_size, rates, step))
         shown = ", ".join(f"{w}w {r:,.0f}/s" for w, r in zip(workers, rates))
         print(f"{name}: {shown}; model {model or '-'}: "
               f"{'-' if step is None else f'{step:,.0f}'} samples/s", flush=True)
