@@ -31,8 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-
+import torch
 
 FALLBACK_MODELS = ("transformer", "lstm_classifier", "lstm_tagger", "gpt", "mlp")
 

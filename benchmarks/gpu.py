@@ -31,22 +31,22 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import math
 import platform
 import re
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
 # Dense (no sparsity) bf16 tensor-core peaks, TFLOPS, from the vendors' data sheets;
 # matched in order against torch.cuda.get_device_name().

@@ -77,7 +77,7 @@ def _launch(config_dir: Path, out: Path, jobs: list[dict]) -> dict:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(ROOT / "tests" / "distributed" / "toys.py"), str(config_dir), str(out),
            json.dumps(jobs), "cuda"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return {j["name"]: [torch.load(out / f"{j['name']}.rank{r}.pt", weights_only=False) for r in (0, 1)]
             for j in jobs}

@@ -62,7 +62,7 @@ def _launch(config_dir: Path, out: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(ROOT / "tests" / "distributed" / "toys.py"), str(config_dir), str(out), json.dumps(JOBS)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 

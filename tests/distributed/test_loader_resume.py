@@ -4,7 +4,6 @@ never stopped, and the draws do not depend on the number of workers."""
 
 from pathlib import Path
 
-import pytest
 import torch
 
 from zoo.engine import loader as L

@@ -14,11 +14,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's zoo, under torchrun
 
-import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from omegaconf import OmegaConf
+from torch import nn
 
-from zoo.models.base import ZooModel  # noqa: E402
+from zoo.models.base import ZooModel
 
 
 class BlockRegressor(ZooModel):
@@ -103,9 +103,9 @@ def run_job(config_dir: Path, run_dir: Path, overrides: list[str], norm: bool = 
 def main() -> None:
     """torchrun ... toys.py CONFIG_DIR OUT JOBS_JSON [cuda]: every job in turn, each rank
     saving ``OUT/<job>.rank<r>.pt``."""
-    from zoo.engine import distributed as D
-
     import os
+
+    from zoo.engine import distributed as D
 
     config_dir, out, jobs = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
     device = "cpu"

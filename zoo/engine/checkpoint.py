@@ -98,8 +98,8 @@ def load_sharded(folder: str | Path, model: torch.nn.Module,
     out (sharded over any number of ranks, or whole in one process)."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import (
-        get_model_state_dict,
         StateDictOptions,
+        get_model_state_dict,
         get_optimizer_state_dict,
         set_model_state_dict,
         set_optimizer_state_dict,

@@ -18,7 +18,8 @@ The sampler's position (epoch, micro-batches consumed) is in every checkpoint.
 from __future__ import annotations
 
 import random
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
