@@ -30,6 +30,9 @@ JOBS = [
     {"name": "fsdp", "overrides": [*COMMON, "data.batch_size=16", "trainer.strategy=fsdp"]},
     {"name": "fsdp_stop", "overrides": [*COMMON, "data.batch_size=16", "trainer.strategy=fsdp",
                                         "trainer.interrupt_at=3"]},
+    {"name": "ddp_acc", "overrides": [*COMMON, "data.batch_size=8", "trainer.accumulate=2"]},
+    {"name": "fsdp_acc", "overrides": [*COMMON, "data.batch_size=8", "trainer.accumulate=2",
+                                       "trainer.strategy=fsdp"]},
     {"name": "syncbn", "norm": True,
      "overrides": [*COMMON, "data.batch_size=16", "trainer.sync_batchnorm=true"]},
 ]
@@ -72,12 +75,23 @@ def one_process(config_dir, tmp_path_factory):
     return run_job(config_dir, run, [*COMMON, "data.batch_size=32"])
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_processes_equal_one_with_twice_the_batch(two_processes, one_process, strategy):
+@pytest.fixture(scope="module")
+def one_process_accumulating(config_dir, tmp_path_factory):
+    run = tmp_path_factory.mktemp("single_acc") / "run"
+    return run_job(config_dir, run, [*COMMON, "data.batch_size=16", "trainer.accumulate=2"])
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "ddp_acc", "fsdp_acc"])
+def test_two_processes_equal_one_with_twice_the_batch(two_processes, one_process,
+                                                      one_process_accumulating, strategy):
+    """``*_acc``: 2 processes x 2 micro-batches of 8 (no gradient sync on the first)
+    against 1 process x 2 micro-batches of 16."""
     _, res = two_processes
     r0, r1 = res[strategy]
+    if strategy.endswith("_acc"):
+        one_process = one_process_accumulating
     assert r0["steps"] == r1["steps"] == one_process["steps"] == 10
-    if strategy == "fsdp":
+    if strategy.startswith("fsdp"):
         assert set(r0["sharded"]) == {"DTensor"}  # really sharded
     for r in (r0, r1):
         assert close(r["grads"], one_process["grads"])      # the 10th step's gradients
