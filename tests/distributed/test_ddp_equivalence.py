@@ -178,3 +178,36 @@ def test_default_fsdp_units_are_the_outermost_module_list_members():
     assert m.fsdp_units() == list(m.blocks)
     gpt = GPT(vocab_size=40, n_layer=3, n_embd=16, n_head=2)
     assert gpt.fsdp_units() == list(gpt.blocks)
+
+
+def test_fsdp_run_in_one_process_through_the_cli(train, tmp_path, capsys):
+    """strategy=fsdp without torchrun: nothing is sharded, the checkpoint format is the
+    sharded one; it resumes exactly, evaluate.py reads it, and a lost shard folder is one
+    line."""
+    import shutil
+
+    from tests.helpers import one_line_error
+    from zoo.cli import evaluate_main
+
+    base = ["model=two_group", "trainer.progress=false", "logger=none", "trainer.strategy=fsdp",
+            "model.dropout=0.0", "trainer.max_steps=8", "trainer.val_every_steps=4"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert train(*base, f"hydra.run.dir={full}") == 0
+    assert train(*base, "trainer.interrupt_at=3", f"hydra.run.dir={part}") == 0
+    assert train(f"resume={part}") == 0
+    a = whole_weights(full)
+    b = whole_weights(part)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert evaluate_main([f"run={part}", "split=val", f"output={tmp_path / 'm.json'}",
+                          f"ckpt={part / 'checkpoints' / 'last.pt'}"]) == 0
+    capsys.readouterr()
+    last = torch.load(part / "checkpoints" / "last.pt", weights_only=True)
+    shutil.rmtree(part / "checkpoints" / last["sharded"])
+    assert train(f"resume={part}", "trainer.max_steps=10") == 2
+    assert "sharded checkpoint" in one_line_error(capsys)
+
+
+def whole_weights(run: Path) -> dict:
+    from zoo.engine import checkpoint as C
+
+    return C.load(run / "checkpoints" / "last.pt")["model"]
