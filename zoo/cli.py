@@ -34,7 +34,8 @@ resume=RUN_DIR [key=value ...]
   may change, from the next step on: trainer.max_steps max_epochs val_every
   val_every_steps ckpt_every
   log_every patience progress device max_time limit_val_batches interrupt_at
-  on_nonfinite compile, data.eval_batch_size num_workers root, logger.*; any other
+  on_nonfinite compile, data.eval_batch_size num_workers persistent_workers
+  prefetch_factor root, logger.*; any other
   change is refused (start a new run with init_from=RUN_DIR/checkpoints/last.pt).
   Changes are recorded in config.yaml under run_info.resumes. A run that already
   finished is not trained again (exit 0) unless its length changes.
