@@ -228,7 +228,7 @@ class JsonTokenizer:
                             "pip install -e \".[hf]\"") from None
         try:
             self.tok = _HF.from_str(text)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - the library raises its own untyped errors
             raise UserError(f"cannot read {source} as a tokenizers file: "
                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         self.text, self.source = text, source

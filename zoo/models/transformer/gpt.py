@@ -18,7 +18,6 @@ from zoo.layers.decoding import sample_next
 from zoo.models.base import ZooModel
 from zoo.models.sequence.generation import TextGenerator
 
-
 # ``gelu`` is the exact erf form; ``gelu_tanh`` the tanh approximation GPT-2 was trained
 # with (transformers' "gelu_new"), needed to reproduce GPT-2's logits to 1e-5.
 GPT_ACTIVATIONS = ("gelu", "gelu_tanh")

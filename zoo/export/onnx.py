@@ -1,0 +1,207 @@
+"""ONNX and TorchScript exports of a run's model, each checked against PyTorch on
+validation samples (see :mod:`zoo.export` for the formats, :mod:`zoo.export.graphs` for
+what each graph computes)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from zoo.export import ATOL, CHECK_SAMPLES, OPSET, RTOL, ExportMismatch
+from zoo.export.graphs import detector_meta, graph_of, kind_of
+
+TORCHVISION_REASON = ("torch.export cannot trace torchvision's detection post-processing "
+                      "(proposal and NMS counts depend on the data)")
+
+
+# --------------------------------------------------------------------------- samples
+def validation_batch(data: Any, n: int = CHECK_SAMPLES) -> Any:
+    """The first ``n`` samples of the validation split (the first split if none), collated."""
+    split = "val" if "val" in data.splits else data.splits[0]
+    ds = data.dataset(split)
+    if len(ds) == 0:
+        from zoo.errors import UserError
+
+        raise UserError(f"the {split} split is empty: nothing to check the export on")
+    items = [ds[i] for i in range(min(n, len(ds)))]
+    if len(items) == 1:  # two rows, so the batch dimension is not traced as a constant 1
+        items = items * 2
+    return data.collate_fn(items)
+
+
+def graph_inputs(model: nn.Module, kind: str, batch: Any) -> tuple[Any, dict[str, Any]]:
+    """The example inputs of the graph and what the post-processing needs."""
+    from zoo.data.batches import detection_images
+
+    if kind == "tensor":
+        return batch[0], {}
+    images = detection_images(batch)
+    if kind == "dense_detector":
+        from zoo.models.detection.base import resize_batch
+
+        x, _ = resize_batch(images, model.image_size)
+        return x, {}
+    return images, {}
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy()
+
+
+def compare(name: str, got: np.ndarray, want: torch.Tensor) -> float:
+    """Max |got - want|; raises ExportMismatch beyond ATOL + RTOL * |want|."""
+    want_np = _np(want)
+    if got.shape != want_np.shape:
+        raise ExportMismatch(f"{name}: exported output has shape {got.shape}, PyTorch's "
+                             f"{want_np.shape}")
+    if got.dtype.kind in "iub" or want_np.dtype.kind in "iub":
+        if not np.array_equal(got, want_np):
+            raise ExportMismatch(f"{name}: exported integer output differs from PyTorch's")
+        return 0.0
+    diff = np.abs(got.astype(np.float64) - want_np.astype(np.float64))
+    worst = float(diff.max()) if diff.size else 0.0
+    if (diff > ATOL + RTOL * np.abs(want_np)).any():
+        raise ExportMismatch(f"{name}: exported output differs from PyTorch's by up to "
+                             f"{worst:.3g} (tolerance {ATOL:g} + {RTOL:g}*|y|)")
+    return worst
+
+
+def reference_outputs(graph: nn.Module, kind: str, inputs: Any) -> list[list[torch.Tensor]]:
+    """PyTorch's outputs as lists of tensors: one list per graph call."""
+    if kind == "tensor":
+        return [[graph(inputs)]]
+    if kind == "dense_detector":
+        return [list(graph(inputs))]
+    return [[d["boxes"], d["labels"], d["scores"]] for d in graph([im for im in inputs])]
+
+
+def check_report(kind: str, worst: float, n: int, runtime: str) -> dict[str, Any]:
+    print(f"{runtime} matches PyTorch on {n} validation samples: max |diff| = {worst:.3g} "
+          f"(tolerance {ATOL:g} + {RTOL:g}*|y|)")
+    return {"runtime": runtime, "samples": n, "max_abs_diff": worst, "atol": ATOL, "rtol": RTOL}
+
+
+# --------------------------------------------------------------------------- ONNX
+IO_NAMES = {"tensor": (["input"], ["output"]),
+            "dense_detector": (["images"], ["boxes", "scores"]),
+            "torchvision_detector": (["image"], ["boxes", "labels", "scores"])}
+
+
+def _export_dynamo(graph: nn.Module, args: tuple, kind: str, out: Path, task: str) -> None:
+    from torch.export import Dim
+
+    batch = Dim("batch", min=1, max=1024)
+    dims: dict[int, Any] = {0: batch}
+    if task == "language_modelling":
+        dims[1] = Dim("tokens", min=1, max=int(getattr(graph.model, "block_size", 1 << 16)))
+    names_in, names_out = IO_NAMES[kind]
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, args, str(out), dynamo=True, dynamic_shapes=(dims,),
+                          input_names=names_in, output_names=names_out, opset_version=OPSET,
+                          verbose=False, optimize=True)
+
+
+def _export_torchscript_based(graph: nn.Module, args: tuple, kind: str, out: Path) -> None:
+    names_in, names_out = IO_NAMES[kind]
+    if kind == "torchvision_detector":
+        axes = {"image": {1: "height", 2: "width"}, "boxes": {0: "n"}, "labels": {0: "n"},
+                "scores": {0: "n"}}
+    elif kind == "dense_detector":
+        axes = {"images": {0: "batch"}, "boxes": {0: "batch"}, "scores": {0: "batch"}}
+    else:
+        axes = {"input": {0: "batch"}, "output": {0: "batch"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, args, str(out), dynamo=False, input_names=names_in,
+                          output_names=names_out, dynamic_axes=axes, opset_version=17)
+
+
+def export_onnx(model: nn.Module, data: Any, out: Path) -> list[Path]:
+    import onnxruntime as ort
+
+    kind = kind_of(model)
+    graph = graph_of(model, kind)
+    batch = validation_batch(data)
+    inputs, _ = graph_inputs(model, kind, batch)
+    task = str(getattr(model, "task", ""))
+    if kind == "torchvision_detector":
+        exporter, note = "torchscript-based", TORCHVISION_REASON
+        _export_torchscript_based(graph, ([inputs[0]],), kind, out)
+    else:
+        exporter, note = "dynamo", ""
+        try:
+            _export_dynamo(graph, (inputs,), kind, out, task)
+        except Exception as e:  # noqa: BLE001 - any tracing failure falls back, and says so
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            exporter, note = "torchscript-based", f"torch.export failed: {first[:200]}"
+            print(f"note: torch.onnx.export(dynamo=True) could not export {type(model).__name__} "
+                  f"({first[:120]}); used the TorchScript-based exporter instead")
+            _export_torchscript_based(graph, (inputs,), kind, out)
+
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    in_name = session.get_inputs()[0].name
+    want = reference_outputs(graph, kind, inputs)
+    worst, n = 0.0, 0
+    names = IO_NAMES[kind][1]
+    if kind == "torchvision_detector":
+        for im, ref in zip(inputs, want):
+            got = session.run(None, {in_name: _np(im)})
+            for name, g, w in zip(names, got, ref):
+                worst = max(worst, compare(name, g, w))
+            n += 1
+    else:
+        got = session.run(None, {in_name: _np(inputs)})
+        for name, g, w in zip(names, got, want[0]):
+            worst = max(worst, compare(name, g, w))
+        n = len(inputs)
+    report = check_report(kind, worst, n, "onnxruntime")
+    sidecar = out.with_name(out.name + ".json")
+    meta = {"kind": kind, "task": task, "model": type(model).__name__,
+            "inputs": IO_NAMES[kind][0], "outputs": names, "exporter": exporter,
+            "exporter_note": note, "check": report}
+    if kind != "tensor":
+        meta.update(detector_meta(model))
+    if kind == "tensor":
+        meta["input_shape"] = ["batch", *list(inputs.shape[1:])]
+    sidecar.write_text(json.dumps(meta, indent=1))
+    print(f"onnx ({exporter} exporter): {type(model).__name__} -> {out}")
+    return [out, sidecar]
+
+
+# --------------------------------------------------------------------------- TorchScript
+def export_torchscript(model: nn.Module, data: Any, out: Path) -> list[Path]:
+    kind = kind_of(model)
+    graph = graph_of(model, kind)
+    inputs, _ = graph_inputs(model, kind, validation_batch(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kind == "torchvision_detector":
+            how, scripted = "script", torch.jit.script(graph)
+        else:
+            how, scripted = "trace", torch.jit.trace(graph, (inputs,), check_trace=False)
+        torch.jit.save(scripted, str(out))
+        loaded = torch.jit.load(str(out))
+    want = reference_outputs(graph, kind, inputs)
+    worst = 0.0
+    names = IO_NAMES[kind][1]
+    if kind == "torchvision_detector":
+        _losses, dets = loaded([im for im in inputs])  # scripted detectors return both
+        got = [[d["boxes"], d["labels"], d["scores"]] for d in dets]
+    else:
+        y = loaded(inputs)
+        got = [[y]] if kind == "tensor" else [list(y)]
+    for g_list, w_list in zip(got, want):
+        for name, g, w in zip(names, g_list, w_list):
+            worst = max(worst, compare(name, _np(g), w))
+    check_report(kind, worst, len(inputs), "torch.jit.load")
+    print(f"torchscript ({how}): {type(model).__name__} -> {out}")
+    return [out]
