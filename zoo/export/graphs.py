@@ -13,7 +13,7 @@ Three kinds (``kind_of``):
   own ``finish`` does.
 - ``torchvision_detector`` (SSD, Faster R-CNN, both torchvision models inside the zoo's
   wrappers): one image (3, H, W) in [0, 1] -> final ``boxes`` (N, 4) in that image's
-  pixels, ``labels`` (N,) 1..K, ``scores`` (N,): torchvision's resize, normalisation,
+  pixels, ``scores`` (N,), ``labels`` (N,) 1..K: torchvision's resize, normalisation,
   anchors, proposals and NMS are in the graph.
 """
 

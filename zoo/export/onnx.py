@@ -80,7 +80,13 @@ def reference_outputs(graph: nn.Module, kind: str, inputs: Any) -> list[list[tor
         return [[graph(inputs)]]
     if kind == "dense_detector":
         return [list(graph(inputs))]
-    return [[d["boxes"], d["labels"], d["scores"]] for d in graph([im for im in inputs])]
+    return [[d["boxes"], d["scores"], d["labels"]] for d in graph([im for im in inputs])]
+
+
+def by_name(names: list[str], outputs: list[Any]) -> list[Any]:
+    """Outputs in IO_NAMES order from outputs in ``names`` order."""
+    table = dict(zip(names, outputs))
+    return [table[n] for n in ("boxes", "scores", "labels")]
 
 
 def check_report(kind: str, worst: float, n: int, runtime: str) -> dict[str, Any]:
@@ -92,7 +98,14 @@ def check_report(kind: str, worst: float, n: int, runtime: str) -> dict[str, Any
 # --------------------------------------------------------------------------- ONNX
 IO_NAMES = {"tensor": (["input"], ["output"]),
             "dense_detector": (["images"], ["boxes", "scores"]),
-            "torchvision_detector": (["image"], ["boxes", "labels", "scores"])}
+            # torchvision's own dict order, which differs between its detectors (output_names)
+            "torchvision_detector": (["image"], ["boxes", "scores", "labels"])}
+
+
+def output_names(graph: nn.Module, kind: str, inputs: Any) -> list[str]:
+    if kind != "torchvision_detector":
+        return IO_NAMES[kind][1]
+    return [k for k in graph([inputs[0]])[0] if k in ("boxes", "scores", "labels")]
 
 
 def _export_dynamo(graph: nn.Module, args: tuple, kind: str, out: Path, task: str) -> None:
@@ -110,11 +123,12 @@ def _export_dynamo(graph: nn.Module, args: tuple, kind: str, out: Path, task: st
                           verbose=False, optimize=True)
 
 
-def _export_torchscript_based(graph: nn.Module, args: tuple, kind: str, out: Path) -> None:
-    names_in, names_out = IO_NAMES[kind]
+def _export_torchscript_based(graph: nn.Module, args: tuple, kind: str, out: Path,
+                              names_out: list[str]) -> None:
+    names_in = IO_NAMES[kind][0]
     if kind == "torchvision_detector":
-        axes = {"image": {1: "height", 2: "width"}, "boxes": {0: "n"}, "labels": {0: "n"},
-                "scores": {0: "n"}}
+        axes = {"image": {1: "height", 2: "width"}, "boxes": {0: "n"}, "scores": {0: "n"},
+                "labels": {0: "n"}}
     elif kind == "dense_detector":
         axes = {"images": {0: "batch"}, "boxes": {0: "batch"}, "scores": {0: "batch"}}
     else:
@@ -135,7 +149,8 @@ def export_onnx(model: nn.Module, data: Any, out: Path) -> list[Path]:
     task = str(getattr(model, "task", ""))
     if kind == "torchvision_detector":
         exporter, note = "torchscript-based", TORCHVISION_REASON
-        _export_torchscript_based(graph, ([inputs[0]],), kind, out)
+        _export_torchscript_based(graph, ([inputs[0]],), kind, out,
+                                  output_names(graph, kind, inputs))
     else:
         exporter, note = "dynamo", ""
         try:
@@ -145,7 +160,7 @@ def export_onnx(model: nn.Module, data: Any, out: Path) -> list[Path]:
             exporter, note = "torchscript-based", f"torch.export failed: {first[:200]}"
             print(f"note: torch.onnx.export(dynamo=True) could not export {type(model).__name__} "
                   f"({first[:120]}); used the TorchScript-based exporter instead")
-            _export_torchscript_based(graph, (inputs,), kind, out)
+            _export_torchscript_based(graph, (inputs,), kind, out, IO_NAMES[kind][1])
 
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     in_name = session.get_inputs()[0].name
@@ -153,8 +168,9 @@ def export_onnx(model: nn.Module, data: Any, out: Path) -> list[Path]:
     worst, n = 0.0, 0
     names = IO_NAMES[kind][1]
     if kind == "torchvision_detector":
+        onnx_names = [o.name for o in session.get_outputs()]
         for im, ref in zip(inputs, want):
-            got = session.run(None, {in_name: _np(im)})
+            got = by_name(onnx_names, session.run(None, {in_name: _np(im)}))
             for name, g, w in zip(names, got, ref):
                 worst = max(worst, compare(name, g, w))
             n += 1
@@ -166,7 +182,8 @@ def export_onnx(model: nn.Module, data: Any, out: Path) -> list[Path]:
     report = check_report(kind, worst, n, "onnxruntime")
     sidecar = out.with_name(out.name + ".json")
     meta = {"kind": kind, "task": task, "model": type(model).__name__,
-            "inputs": IO_NAMES[kind][0], "outputs": names, "exporter": exporter,
+            "inputs": IO_NAMES[kind][0], "outputs": [o.name for o in session.get_outputs()],
+            "exporter": exporter,
             "exporter_note": note, "check": report}
     if kind != "tensor":
         meta.update(detector_meta(model))
@@ -195,7 +212,7 @@ def export_torchscript(model: nn.Module, data: Any, out: Path) -> list[Path]:
     names = IO_NAMES[kind][1]
     if kind == "torchvision_detector":
         _losses, dets = loaded([im for im in inputs])  # scripted detectors return both
-        got = [[d["boxes"], d["labels"], d["scores"]] for d in dets]
+        got = [[d["boxes"], d["scores"], d["labels"]] for d in dets]
     else:
         y = loaded(inputs)
         got = [[y]] if kind == "tensor" else [list(y)]

@@ -42,6 +42,7 @@ class OnnxPredictor(nn.Module):
         self.kind, self.task = self.meta["kind"], self.meta.get("task", "")
         self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
+        self.outputs = [o.name for o in self.session.get_outputs()]
 
     def _run(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [torch.from_numpy(y) for y in self.session.run(None, {self.input: x.detach().cpu().numpy()})]
@@ -64,9 +65,11 @@ class OnnxPredictor(nn.Module):
             boxes, scores = self._run(x)
             return finish_dense(boxes, scores, [tuple(im.shape[-2:]) for im in images], scales,
                                 self.meta)
+        from zoo.export.onnx import by_name
+
         out = []
         for im in images:
-            boxes, labels, scores = self._run(im)
+            boxes, scores, labels = by_name(self.outputs, self._run(im))
             out.append({"boxes": boxes, "scores": scores, "labels": labels})
         return out
 
