@@ -142,6 +142,26 @@ def test_hf_export_loads_in_transformers(gpt, capsys):
     r, batch = validation(gpt)
     with torch.no_grad():
         torch.testing.assert_close(ref(batch[0]).logits, r.model(batch[0]), atol=1e-5, rtol=0)
+    # the character tokenizer went with it, with the same ids
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    text = "def f(x):\n    return x"
+    assert tok.encode(text).ids == r.data.tokenizer.encode(text)
+
+
+def test_hf_folder_starts_a_new_run(gpt, config_dir, tmp_path, capsys):
+    """export format=hf, then init_from=that folder: the same model, trained on."""
+    pytest.importorskip("transformers")
+    folder = tmp_path / "hf"
+    assert export_main([f"run={gpt}", "format=hf", f"output={folder}"]) == 0
+    run = train_run(config_dir, tmp_path / "again", "model=gpt", f"init_from={folder}",
+                    "data.seq_len=16", "data.batch_size=4", "optim.lr=0.0",
+                    "optim.weight_decay=0.0")
+    r0, batch = validation(gpt)
+    r1, _ = validation(run)
+    with torch.no_grad():
+        torch.testing.assert_close(r1.model(batch[0]), r0.model(batch[0]), atol=1e-5, rtol=0)
 
 
 def test_export_mistakes_are_one_line(lenet, tmp_path, capsys):

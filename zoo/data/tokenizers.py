@@ -287,6 +287,28 @@ def tokenizer_from_spec(spec: dict[str, Any]) -> Tokenizer:
     raise UserError(f"unknown tokenizer kind '{spec['kind']}'; valid: {choices(TOKENIZERS)}")
 
 
+def tokenizer_json(tok: Tokenizer) -> str | None:
+    """The tokenizer as a ``tokenizers`` file with the same ids, or None where there is no
+    such form (the zoo's byte-level BPE pre-tokenizes and numbers bytes its own way). A
+    character tokenizer becomes a word-level vocabulary over single characters."""
+    if isinstance(tok, JsonTokenizer):
+        return tok.text
+    if not isinstance(tok, CharTokenizer):
+        return None
+    try:
+        from tokenizers import Regex, decoders, models, pre_tokenizers
+        from tokenizers import Tokenizer as _HF
+    except ImportError:
+        raise UserError("writing a tokenizer.json needs the optional package 'tokenizers': "
+                        "pip install -e \".[hf]\"") from None
+    vocab = {t: i for i, t in enumerate(tok.itos)}
+    hf = _HF(models.WordLevel(vocab, unk_token=tok.specials[tok.unk]))
+    hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    hf.decoder = decoders.Fuse()
+    hf.add_special_tokens(list(tok.specials))
+    return hf.to_str()
+
+
 def is_tokenizer_file(kind: str) -> bool:
     return str(kind).endswith(".json") or Path(str(kind)).expanduser().is_dir()
 

@@ -152,8 +152,15 @@ def save_hf(model: torch.nn.Module, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     ref.save_pretrained(str(out))
     spec = getattr(getattr(model, "tokenizer_slot", None), "spec", None)
-    if spec and spec.get("kind") == "json":
-        (out / "tokenizer.json").write_text(spec["json"], encoding="utf-8")
+    if spec:
+        from zoo.data.tokenizers import tokenizer_from_spec, tokenizer_json
+
+        text = tokenizer_json(tokenizer_from_spec(spec))
+        if text is None:
+            print(f"note: the run's {spec['kind']} tokenizer has no tokenizer.json form; "
+                  "the folder holds the weights and config only")
+        else:
+            (out / "tokenizer.json").write_text(text, encoding="utf-8")
     written = sorted(p for p in out.iterdir() if p.is_file())
     print(f"hf: {type(ref).__name__} -> {out}/ ({', '.join(p.name for p in written)})")
     return written

@@ -32,6 +32,8 @@ ZOO_MODULES = {"gpt": "zoo.interop.gpt2", "deepseek": "zoo.interop.deepseek"}
 # config.model_type -> the zoo model config (configs/model/NAME.yaml) that holds it
 MODEL_CONFIGS = {"gpt2": "gpt", "deepseek_v3": "deepseek"}
 EXTRA = "hf"
+# model keys that say how to train, not what the weights are: init_from keeps the run's
+TRAINING_KEYS = ("dropout", "mtp_depth", "balance")
 
 
 def require(module: str, extra: str = EXTRA) -> Any:
@@ -117,14 +119,22 @@ def adopt_folder_config(cfg: Any) -> list[str]:
     if ZOO_MODULES.get(leaf) != FAMILIES[model_type]:
         raise UserError(f"init_from {folder} holds a transformers '{model_type}' model; train "
                         f"it with model={wanted} (this run builds {target or 'no model'})")
-    if not hasattr(family, "model_kwargs"):
+    if hasattr(family, "model_kwargs"):          # from config.json alone
+        kwargs = family.model_kwargs(config)
+    elif hasattr(family, "config_from_reference"):  # through transformers' config class
+        require("transformers")
+        from transformers import AutoConfig
+
+        kwargs = family.config_from_reference(AutoConfig.from_pretrained(str(folder)))
+    else:
         raise UserError(f"init_from a '{model_type}' folder is not supported yet; load it in "
                         "Python with zoo.interop.from_transformers")
-    kwargs = family.model_kwargs(config)
     for k, v in kwargs.items():
+        if k in TRAINING_KEYS and k in cfg.model:
+            continue  # how to train, not what the weights are: the run's own value
         cfg.model[k] = v
     notes = [f"init_from {folder}: model settings from its config.json: "
-             + ", ".join(f"{k}={v}" for k, v in kwargs.items())]
+             + ", ".join(f"{k}={cfg.model[k]}" for k in kwargs)]
     tok = folder / "tokenizer.json"
     data = cfg.get("data")
     if data is not None and "tokenizer" in data:
@@ -133,7 +143,7 @@ def adopt_folder_config(cfg: Any) -> list[str]:
             notes.append(f"init_from: keeping data.tokenizer={given}")
         elif tok.is_file():
             data.tokenizer = str(tok)
-            data.vocab_size = kwargs["vocab_size"]
+            data.vocab_size = int(kwargs["vocab_size"])
             notes.append(f"init_from: data.tokenizer={tok} (the folder's), "
                          f"data.vocab_size={kwargs['vocab_size']}")
         else:
