@@ -41,7 +41,7 @@ def logits_ref(ref, ids):
         return ref(ids).logits
 
 
-@pytest.mark.parametrize("kw", [{}, {"activation_function": "gelu", "layer_norm_epsilon": 1e-6},
+@pytest.mark.parametrize("kw", [{}, {"activation_function": "gelu", "layer_norm_epsilon": 0.05},
                                 {"n_inner": 24, "tie_word_embeddings": False}])
 def test_from_transformers_equals_gpt2(kw):
     ref = reference(**kw)
@@ -57,9 +57,12 @@ def test_from_transformers_equals_gpt2(kw):
 
 def test_to_transformers_equals_gpt():
     torch.manual_seed(0)
-    for act in ("gelu", "gelu_tanh"):
+    for act, eps in (("gelu", 1e-5), ("gelu_tanh", 0.05)):
         model = GPT(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=16,
-                    activation=act).eval()
+                    activation=act, norm_eps=eps).eval()
+        with torch.no_grad():  # far from the init, so every mapped number matters
+            for p in model.parameters():
+                p.normal_(0.0, 0.3)
         ref = to_transformers(model)
         ids = torch.randint(0, 50, (2, 16))
         with torch.no_grad():

@@ -198,21 +198,6 @@ def _merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     return out
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte-level alphabet: every byte as one printable character (printable
-    Latin-1 bytes stand for themselves, the rest are shifted past 255)."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1),
-            *range(ord("\xae"), ord("\xff") + 1)]
-    out, n = {}, 0
-    for b in range(256):
-        if b in keep:
-            out[b] = chr(b)
-        else:
-            out[b] = chr(256 + n)
-            n += 1
-    return out
-
-
 class JsonTokenizer:
     """A Hugging Face ``tokenizers`` file (``tokenizer.json``) behind the zoo's tokenizer
     interface: ids, special tokens and pre-tokenization are the file's own (GPT-2's
@@ -254,9 +239,9 @@ class JsonTokenizer:
         return self.tok.decode([int(i) for i in ids], skip_special_tokens=False)
 
     def token_lengths(self, size: int) -> list[int]:
-        """UTF-8 bytes each id stands for (byte-level files: exactly, from the byte
-        alphabet; others: the bytes of the id decoded alone); special tokens count 0."""
-        inverse = {c: b for b, c in _bytes_to_unicode().items()}
+        """UTF-8 bytes each id stands for (byte-level files: one character of the token
+        per byte, GPT-2's byte alphabet; others: the bytes of the id decoded alone);
+        special tokens count 0."""
         special = {t.content for t in self.tok.get_added_tokens_decoder().values() if t.special}
         lens = []
         for i in range(self.vocab_size):
@@ -264,7 +249,7 @@ class JsonTokenizer:
             if token is None or token in special:
                 lens.append(0)
             elif self.byte_level:
-                lens.append(sum(1 if c in inverse else len(c.encode("utf-8")) for c in token))
+                lens.append(len(token))
             else:
                 lens.append(len(self.tok.decode([i]).encode("utf-8")))
         return (lens + [0] * size)[:size]
