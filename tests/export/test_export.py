@@ -252,3 +252,13 @@ def test_segmenter_exports_to_onnx_and_torchscript(tmp_path, capsys):
         torch.testing.assert_close(torch.jit.load(str(tmp_path / "seg.pt"))(x), model.predict(x))
     meta = json.loads((tmp_path / "seg.onnx.json").read_text())
     assert meta["task"] == "segmentation" and meta["outputs"] == ["output"]
+
+
+@pytest.mark.slow
+def test_language_model_exports_with_dynamic_length(gpt):
+    assert export_main([f"run={gpt}", "format=onnx"]) == 0
+    r, _ = validation(gpt)
+    s = ort.InferenceSession(str(gpt / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
+    ids = torch.randint(0, r.model.vocab_size, (3, 7))  # another batch size and length
+    with torch.no_grad():
+        close(s.run(None, {"input": ids.numpy()})[0], r.model(ids))

@@ -48,13 +48,19 @@ def kind_of(model: nn.Module) -> str:
 
 
 class TensorGraph(nn.Module):
-    """x -> ``model.predict(x)``, the task's standard output."""
+    """x -> ``model.predict(x)``, the task's standard output (a language model's ids go
+    in as the inputs of a ``TokenBatch``, which is what its ``predict`` reads)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.tokens = getattr(model, "task", "") == "language_modelling"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tokens:
+            from zoo.data.batches import TokenBatch
+
+            return self.model.predict(TokenBatch(x, x))
         return self.model.predict(x)
 
 
