@@ -22,7 +22,8 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 SMALL = {"yolov1": ("model.widths=[8,16,16,32]", "model.image_size=64", "model.grid_size=4"),
-         "yolo": (), "ssd": (), "faster_rcnn": ()}
+         # after one step YOLOv2's objectness is still its -4 start: lower the threshold
+         "yolo": ("model.score_thresh=0.0001",), "ssd": (), "faster_rcnn": ()}
 
 
 def _export_and_check(config_dir, tmp_path, capsys, name: str, *overrides: str) -> None:
@@ -82,7 +83,7 @@ def test_yolov1_onnx_small(config_dir, tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["yolov1", "yolo", "ssd", "faster_rcnn"])
 def test_detector_onnx_matches_onnxruntime(config_dir, tmp_path, capsys, name):
-    _export_and_check(config_dir, tmp_path, capsys, name)
+    _export_and_check(config_dir, tmp_path, capsys, name, *SMALL.get(name, ()) if name != "yolov1" else ())
 
 
 @pytest.mark.slow

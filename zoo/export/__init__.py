@@ -11,7 +11,9 @@ Formats (default output under ``RUN/export/``):
   validation samples and compared with PyTorch (``ATOL`` + ``RTOL`` x |y|, printed);
   a mismatch is an error. What each graph computes: :mod:`zoo.export.graphs`.
 - ``torchscript`` -> ``model.pt``: ``torch.jit.trace`` of the same graph
-  (``torch.jit.script`` for torchvision's detectors), checked the same way.
+  (``torch.jit.script`` for torchvision's detectors; where scripting fails, as for the
+  zoo's SSD backbone, a trace of one image -> (boxes, scores, labels), said on the
+  command line), checked the same way.
 - ``safetensors`` -> ``model.safetensors`` (every tensor of the state dict, tied weights
   stored once) + ``config.yaml`` (the run's resolved config) beside it.
   :func:`load_safetensors` reads it back into a model built from that config.
