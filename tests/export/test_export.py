@@ -125,7 +125,7 @@ def test_safetensors_keeps_tied_weights_and_the_tokenizer(gpt, tmp_path):
     from safetensors import safe_open
 
     with safe_open(str(out), "pt") as f:
-        assert "lm_head.weight" not in f.keys()  # stored once, under tok_emb.weight
+        assert "lm_head.weight" not in list(f.keys())  # stored once, under tok_emb.weight
         assert json.loads(f.metadata()["aliases"]) == {"lm_head.weight": "tok_emb.weight"}
     model = load_safetensors(out)
     assert model.lm_head.weight.data_ptr() == model.tok_emb.weight.data_ptr() or torch.equal(

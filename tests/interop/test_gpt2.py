@@ -19,10 +19,10 @@ from zoo.models.transformer.gpt import GPT
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 pytest.importorskip("safetensors")
-from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
+from transformers import GPT2Config, GPT2LMHeadModel
 
-TINY = dict(vocab_size=300, n_positions=32, n_embd=16, n_layer=2, n_head=2,
-            bos_token_id=0, eos_token_id=0)
+TINY = {"vocab_size": 300, "n_positions": 32, "n_embd": 16, "n_layer": 2, "n_head": 2,
+        "bos_token_id": 0, "eos_token_id": 0}
 
 
 def reference(**kw) -> GPT2LMHeadModel:
@@ -197,3 +197,12 @@ def test_old_gpt_checkpoints_still_load(train, tmp_path):
     b = GPT(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8, activation="gelu_tanh")
     assert list(a.state_dict()) == list(b.state_dict())
     C.load_model_state(b, a.state_dict(), "a")
+
+
+def test_missing_transformers_is_one_line(monkeypatch):
+    import sys
+
+    model = GPT(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8)
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers -> ImportError
+    with pytest.raises(UserError, match=r'pip install -e "\.\[hf\]"'):
+        to_transformers(model)
