@@ -34,6 +34,10 @@ def validation_batch(data: Any, n: int = CHECK_SAMPLES) -> Any:
     items = [ds[i] for i in range(min(n, len(ds)))]
     if len(items) == 1:  # two rows, so the batch dimension is not traced as a constant 1
         items = items * 2
+    if data.collate_fn is None:  # dict samples: torch's default collate
+        from torch.utils.data import default_collate
+
+        return default_collate(items)
     return data.collate_fn(items)
 
 
@@ -42,7 +46,14 @@ def graph_inputs(model: nn.Module, kind: str, batch: Any) -> tuple[Any, dict[str
     from zoo.data.batches import detection_images
 
     if kind == "tensor":
-        return batch[0], {}
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if not isinstance(x, torch.Tensor):
+            from zoo.errors import UserError
+
+            raise UserError(f"{type(model).__name__} reads {type(batch).__name__} batches, not "
+                            "one input tensor: it has no single-tensor graph to export (its "
+                            "weights: format=safetensors)")
+        return x, {}
     images = detection_images(batch)
     if kind == "dense_detector":
         from zoo.models.detection.base import resize_batch
@@ -96,6 +107,16 @@ def check_report(kind: str, worst: float, n: int, runtime: str) -> dict[str, Any
 
 
 # --------------------------------------------------------------------------- ONNX
+def first_line(e: BaseException) -> str:
+    """The first line of what went wrong (torch.onnx wraps torch.export's error: its cause
+    says why), without terminal colours."""
+    import re
+
+    cause = e.__cause__ or e
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(cause)).strip()
+    return (text.splitlines()[0] if text else type(cause).__name__)[:200]
+
+
 IO_NAMES = {"tensor": (["input"], ["output"]),
             "dense_detector": (["images"], ["boxes", "scores"]),
             # torchvision's own dict order, which differs between its detectors (output_names)
@@ -156,11 +177,15 @@ def export_onnx(model: nn.Module, data: Any, out: Path) -> list[Path]:
         try:
             _export_dynamo(graph, (inputs,), kind, out, task)
         except Exception as e:  # noqa: BLE001 - any tracing failure falls back, and says so
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            exporter, note = "torchscript-based", f"torch.export failed: {first[:200]}"
+            first = first_line(e)
+            exporter, note = "torchscript-based", f"torch.export failed: {first}"
             print(f"note: torch.onnx.export(dynamo=True) could not export {type(model).__name__} "
                   f"({first[:120]}); used the TorchScript-based exporter instead")
-            _export_torchscript_based(graph, (inputs,), kind, out, IO_NAMES[kind][1])
+            try:
+                _export_torchscript_based(graph, (inputs,), kind, out, IO_NAMES[kind][1])
+            except Exception as e2:  # noqa: BLE001 - both exporters failed: say so in one line
+                raise ExportMismatch(f"neither ONNX exporter could export {type(model).__name__}: "
+                                     f"{first_line(e2)}") from None
 
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     in_name = session.get_inputs()[0].name
@@ -219,8 +244,8 @@ def export_torchscript(model: nn.Module, data: Any, out: Path) -> list[Path]:
             try:  # torchvision's detectors are written to be scripted
                 how, scripted = "script", torch.jit.script(graph)
             except Exception as e:  # noqa: BLE001 - a part of the zoo's own that script cannot read
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                print(f"note: torch.jit.script could not compile {type(model).__name__} ({first[:120]}); "
+                print(f"note: torch.jit.script could not compile {type(model).__name__} "
+                      f"({first_line(e)[:120]}); "
                       "traced it instead (one image per call)")
                 how = "trace"
                 scripted = torch.jit.trace(SingleImage(graph), (inputs[0],), check_trace=False)
