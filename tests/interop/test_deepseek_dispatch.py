@@ -12,12 +12,12 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 pytest.importorskip("zoo.interop.deepseek")
 
-from zoo.interop import from_transformers, to_transformers  # noqa: E402
+from zoo.interop import from_transformers, to_transformers
 
 TEXT = "it was the best of times, it was the worst of times. " * 80
 
 
-def reference() -> "transformers.DeepseekV3ForCausalLM":
+def reference() -> transformers.DeepseekV3ForCausalLM:
     cfg = transformers.DeepseekV3Config(
         vocab_size=50, hidden_size=32, intermediate_size=48, moe_intermediate_size=12,
         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, n_shared_experts=1,
