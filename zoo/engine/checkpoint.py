@@ -270,8 +270,11 @@ def init_weights(model: torch.nn.Module, path: str | Path) -> list[str]:
 
     Weights under a shared name with another shape are an error (they are listed), and so
     is a checkpoint that shares no weight at all with the model: silently training from
-    scratch is not what ``init_from`` asks for."""
-    ckpt = load(path)
+    scratch is not what ``init_from`` asks for. A transformers folder (``config.json`` +
+    ``model.safetensors``) is read through ``zoo.interop``."""
+    from zoo import interop
+
+    ckpt = {"model": interop.folder_state(path, model)} if interop.is_folder(path) else load(path)
     fit = compare_weights(model, ckpt["model"])
     if fit["shape_mismatch"]:
         raise CheckpointError(f"init_from {path}: {_mismatch_text({**fit, 'missing': [], 'unexpected': []})}")

@@ -156,6 +156,10 @@ def new_config(config_dir: Path, overrides: list[str]) -> tuple[DictConfig, Path
     del cfg["hydra"]
     cfg.run_info = {"choices": choices, "overrides": list(overrides),
                     "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    from zoo import interop
+
+    if cfg.get("init_from") and interop.is_folder(cfg.init_from):
+        print("\n".join(interop.adopt_folder_config(cfg)))  # the folder fixes the architecture
     resolve(cfg)
     return cfg, run_dir, explicit
 

@@ -149,6 +149,9 @@ class DetectionTask(Task):
         "source": Option("str", required=True, metavar="IMAGE_OR_FOLDER", help="images to detect in"),
         "score_thresh": Option("float", PICTURE_THRESH, "lowest score drawn and listed", low=0, high=1),
         "json": Option("str", None, "also write the detections to this json file", metavar="PATH"),
+        "backend": Option("str", "torch", "onnxruntime: run the exported model.onnx",
+                          choices=("torch", "onnxruntime")),
+        "onnx": Option("str", None, "the .onnx file (default RUN/export/model.onnx)", metavar="PATH"),
     }
     predict_writes = "<image>.png, detections.json (with masks: <image>_instances.png)"
     file_options: ClassVar[dict[str, Option]] = {
@@ -247,9 +250,10 @@ class DetectionTask(Task):
         ``output/<name>_instances.png``: an instance map, 0 background and ``instance``
         on each detection's pixels (the higher score wins where masks overlap)."""
         from zoo.data.detection import IMAGE_SUFFIXES, decode_image_file
+        from zoo.export.runtime import predictor
 
         opt = self.parse_predict(options)
-        model, meta = run.model, run.data.meta
+        model, meta = predictor(run, opt), run.data.meta
         src = Path(opt["source"]).expanduser()
         if src.is_dir():
             files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
