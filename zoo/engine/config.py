@@ -37,11 +37,11 @@ _PLAIN_INTERPOLATION = re.compile(r"\$\{[A-Za-z0-9_.\[\]]+\}")
 
 
 def default_config_dir() -> Path:
-    """``configs/`` beside the entry scripts (the repository root), or $ZOO_CONFIG_DIR."""
+    """The configs shipped inside the package (``zoo/configs/``), or $ZOO_CONFIG_DIR."""
     env = os.environ.get("ZOO_CONFIG_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "configs"
+    return Path(__file__).resolve().parents[1] / "configs"
 
 
 def list_group(config_dir: Path, group: str) -> list[str]:
