@@ -101,14 +101,16 @@ def _listing(config_dir: Any, groups: tuple[str, ...] | None = None) -> str:
 def _guard(fn: Callable[[], int]) -> int:
     """Turn a person's mistakes into one line and exit status 2, a stopped or crashed run
     into its report and status 1, Ctrl-C into status 130."""
-    from zoo.engine import distributed as D
+    import os
 
     try:
         return fn()
     except UserError as e:
-        if D.env_rank() == 0:
+        # torchrun's variables, read here rather than through zoo.engine.distributed, which
+        # imports torch: scoring a COCO file never needs it, not even to report a mistake.
+        if int(os.environ.get("RANK", "0")) == 0:
             print(f"error: {e}", file=sys.stderr, flush=True)
-        elif D.env_world_size() > 1:
+        elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
             # Every rank meets the same mistake; rank 0 reports it. Give it time to: torchrun
             # stops all workers as soon as one fails, so this wait ends when rank 0 exits.
             time.sleep(10)
