@@ -26,8 +26,15 @@ usage: python train.py [key=value ...]
   hydra.run.dir=DIR     where the run directory goes (default: a new
                         outputs/DATE/TIME_MODEL, with -2, -3, ... if that exists)
   --cfg job|all         print the composed config (--resolve: resolved) without training
-  any.config.key=value  (see configs/; +key=value adds a key)
-  -m a=1,2 b=x,y        a sweep: one run per combination under multirun/DATE/TIME/N
+  any.config.key=value  (see configs/, i.e. zoo/configs/; +key=value adds a key)
+  --config-dir DIR      your own model/, data/, experiment/ ... configs beside the shipped
+                        ones (also $ZOO_CONFIG_DIR, several joined by ':'); listed below
+  -m a=1,2 b=x,y        a sweep through Hydra's multirun: one run per combination under
+                        multirun/DATE/TIME/N, one after another; hydra/launcher=joblib runs
+                        them in parallel processes, hydra/launcher=submitit_slurm on SLURM
+                        (submitit_local: the same, here); -m experiment=optuna_lr searches
+                        with Optuna (hydra/sweeper=optuna), maximising trainer.monitor.
+                        Launchers and Optuna: pip install 'zoo[cluster]'. See docs/sweeps.md
 
 resume=RUN_DIR [key=value ...]
   continues a run from RUN_DIR/checkpoints/last.pt (exactly, on CPU). The run's own
@@ -176,7 +183,7 @@ class JobOutcome(float):
     status: int
     run_dir: str
 
-    def __new__(cls, value: float, status: int = 0, run_dir: str = "") -> JobOutcome:
+    def __new__(cls, value: float, status: int = 0, run_dir: str = "") -> JobOutcome:  # noqa: PYI034
         self = super().__new__(cls, value)
         self.status, self.run_dir = status, run_dir
         return self
@@ -192,10 +199,10 @@ def _missing_plugin(text: str) -> str | None:
 
     for choice, (module, dist) in SWEEP_PLUGINS.items():
         group, name = choice.split("=")
-        if choice in text or f"{group}/{name}" in text:
-            if importlib.util.find_spec(module) is None:
-                return (f"{choice} needs the {dist} plugin: pip install 'zoo[cluster]' "
-                        f"(or pip install {dist})")
+        named = choice in text or f"{group}/{name}" in text
+        if named and importlib.util.find_spec(module) is None:
+            return (f"{choice} needs the {dist} plugin: pip install 'zoo[cluster]' "
+                    f"(or pip install {dist})")
     return None
 
 
@@ -572,8 +579,10 @@ usage: python solve.py [problem=NAME] [algo=NAME] [heuristic=NAME] [key=value ..
   hydra.run.dir=DIR     where the run directory goes (default: a new
                         outputs/DATE/TIME_PROBLEM_ALGO, with -2, -3, ... if that exists)
   --cfg job|all         print the composed config (--resolve: resolved) without solving
+  --config-dir DIR      your own problem/ and algo/ configs beside the shipped ones
   -m algo=bfs,ids,ucs,astar problem=grid   a sweep: one run each under multirun/DATE/TIME/N,
-                        then one table of them (printed, and table.md in the sweep directory)
+                        then one table of them (printed, and table.md in the sweep directory);
+                        Hydra's launchers as for train.py (hydra/launcher=joblib, ...)
 
 A run directory holds config.yaml (resolved), result.json (path, cost, steps, expanded,
 generated, max_frontier, seconds, solved, optimal, optimal_cost, ...) and solution.png.

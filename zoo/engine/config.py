@@ -117,7 +117,7 @@ def _entries(source: str, group: str) -> list[str]:
         except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
             return []
         return sorted(i.name[:-5] for i in items if i.name.endswith(".yaml") and i.is_file())
-    d = Path(source[len("file://"):] if source.startswith("file://") else source) / group
+    d = Path(source.removeprefix("file://")) / group
     return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
 
 

@@ -137,9 +137,8 @@ def format_numbers(metrics: dict[str, Any], title: str | None = None) -> str:
     for k, v in metrics.items():
         if isinstance(v, (bool, np.bool_)):
             continue
-        if isinstance(v, (int, float, np.integer, np.floating)):
-            nums[k] = float(v)
-        elif hasattr(v, "numel") and v.numel() == 1:
+        if (isinstance(v, (int, float, np.integer, np.floating))
+                or (hasattr(v, "numel") and v.numel() == 1)):  # a one-element tensor
             nums[k] = float(v)
     if not nums:
         return ""
