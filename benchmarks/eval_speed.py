@@ -249,7 +249,33 @@ def files(n_images: int, mean_detections: float, num_classes: int, repeats: int)
     print("\nall runs (s): " + "; ".join(f"{k} {', '.join(f'{t:.2f}' for t in v)}"
                                           for k, v in times.items()))
     print(f"max abs diff of the 12 numbers, zoo (both runs) vs both libraries: {diff:.1e}\n")
+    _write_files_table(rows, times, diff, n_images, len(gt["annotations"]), len(results))
     return rows
+
+
+def _write_files_table(rows: list[str], times: dict[str, list[float]], diff: float,
+                       n_images: int, n_objects: int, n_dets: int) -> None:
+    import platform
+
+    runs = "; ".join(f"{k}: {', '.join(f'{t:.1f}' for t in v)}" for k, v in times.items())
+    text = "\n".join([
+        "# Scoring COCO json files, end to end",
+        "",
+        f"`python benchmarks/eval_speed.py --only files`: {n_images} images, {n_objects} objects, "
+        f"{n_dets} detections (synthetic, 20 classes), each tool a fresh process timed from start "
+        f"to exit, in turns; Python {platform.python_version()}, {os.cpu_count()} CPUs. Measured "
+        "on a shared, loaded machine (other jobs ran beside it): the times are inflated and "
+        "noisy, the ratios (taken within the same turns) are what to read.",
+        "",
+        *rows,
+        "",
+        f"All runs (s), in order: {runs}. The 12 summary numbers of zoo and both libraries "
+        f"agree to {diff:.0e}.",
+        "",
+    ])
+    out = ROOT / "benchmarks" / "results" / "eval_files.md"
+    out.write_text(text)
+    print(f"written: {out}")
 
 
 def _version(module: str) -> str:
