@@ -550,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     family = fams[a.family]
     known = {e.model for s in family.sections for e in s.experiments} | {
         s.name for s in family.sections if s.name}
-    configs = {p.stem for p in (ROOT / "configs" / "model").glob("*.yaml")}
+    configs = {p.stem for p in (ROOT / "zoo" / "configs" / "model").glob("*.yaml")}
     unknown = [m for m in a.models if m not in known and not (a.family == "models" and m in configs)]
     if unknown:
         print(f"error: {', '.join(unknown)} not in family '{a.family}'; valid: "

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _model_targets() -> list[str]:
     out = []
-    for p in sorted((ROOT / "configs" / "model").glob("*.yaml")):
+    for p in sorted((ROOT / "zoo" / "configs" / "model").glob("*.yaml")):
         node = yaml.safe_load(p.read_text()).get("model", {})
         out.append(node["_target_"])
     return out

@@ -162,6 +162,7 @@ class DetectionTask(Task):
         "sigmas": Option("str", metavar="S1,S2,..."),
         "backend": Option("str", metavar="faster_coco_eval|pycocotools"),
         "output": Option("str", metavar="PATH"),
+        "plots": Option("str", choices=("true", "false")),
     }
     evaluator_keys: ClassVar[dict[str, str]] = {"protocols": "coco, voc07, voc12, voc07_devkit (default: the evaluator's)",
                       "iou_types": "bbox, segm, keypoints (default: the model's, [bbox] or [bbox, segm]; "
