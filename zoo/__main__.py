@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import sys
 
-COMMANDS = ("train", "evaluate", "predict", "solve")
-USAGE = ("usage: python -m zoo {train,evaluate,predict,solve} [key=value ...]\n"
+COMMANDS = ("train", "evaluate", "predict", "solve", "export")
+USAGE = ("usage: python -m zoo {train,evaluate,predict,solve,export} [key=value ...]\n"
          "       python -m zoo COMMAND --help   lists the keys and configs of each")
 
 
@@ -21,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown command '{command}'; valid commands: {', '.join(COMMANDS)}",
               file=sys.stderr)
         return 2
+    if command == "export":
+        from zoo.export.__main__ import main as export_main
+
+        return export_main(rest)
     from zoo import cli
 
     return getattr(cli, f"{command}_main")(rest)

@@ -58,7 +58,8 @@ def test_checkout_configs_link_to_the_package():
 def test_console_scripts_are_declared():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"zoo-train": "zoo.cli:train_main", "zoo-evaluate": "zoo.cli:evaluate_main",
-                       "zoo-predict": "zoo.cli:predict_main", "zoo-solve": "zoo.cli:solve_main"}
+                       "zoo-predict": "zoo.cli:predict_main", "zoo-solve": "zoo.cli:solve_main",
+                       "zoo-export": "zoo.export.__main__:main"}
 
 
 def test_python_m_zoo_routes_to_each_entry(capsys):
@@ -70,6 +71,8 @@ def test_python_m_zoo_routes_to_each_entry(capsys):
     assert "usage: python solve.py" in capsys.readouterr().out
     assert main(["evaluate", "--help"]) == 0
     assert "usage: python evaluate.py" in capsys.readouterr().out
+    assert main(["export", "--help"]) == 0
+    assert "usage: python -m zoo.export" in capsys.readouterr().out
     assert main(["nope"]) == 2
     assert "unknown command 'nope'" in one_line_error(capsys)
 
