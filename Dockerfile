@@ -15,7 +15,6 @@ WORKDIR /zoo
 COPY pyproject.toml README.md ./
 COPY zoo ./zoo
 RUN pip install .
-COPY configs ./configs
 COPY train.py evaluate.py predict.py ./
 COPY datasets/README.md ./datasets/README.md
 

@@ -1,6 +1,5 @@
 """python train.py [key=value ...]   (python train.py --help lists models and datasets)"""
 
-import os
 import sys
 from pathlib import Path
 
@@ -9,6 +8,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from zoo.cli import train_main  # noqa: E402
 
 if __name__ == "__main__":
-    # configs/ beside this file; ZOO_CONFIG_DIR points at another tree (tests, forks)
-    config_dir = os.environ.get("ZOO_CONFIG_DIR") or Path(__file__).resolve().parent / "configs"
-    sys.exit(train_main(config_dir=Path(config_dir)))
+    # zoo/configs/ of this checkout (the zoo imported from here), plus $ZOO_CONFIG_DIR
+    # and --config-dir folders
+    sys.exit(train_main())

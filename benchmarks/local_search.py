@@ -52,7 +52,7 @@ def trials_for(n: int, quick: bool) -> int:
 
 
 def algorithm(name: str, **overrides):
-    cfg = OmegaConf.load(ROOT / "configs" / "algo" / f"{name}.yaml")
+    cfg = OmegaConf.load(ROOT / "zoo" / "configs" / "algo" / f"{name}.yaml")
     cfg.merge_with(overrides)
     return build(cfg, "algo")
 

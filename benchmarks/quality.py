@@ -11,12 +11,15 @@ Families (``FAMILIES``): ``models`` (each model's default config; the README's
 vs ridge vs lasso, logistic regression vs MLP), ``sequence`` (reversal, language models
 on one time budget, word2vec, word order, KV-cache speed, captioning, BERT) and
 ``detection`` (the detectors on shapes with inference speed; the README's
-``detection-table``) and ``segmentation`` (FCN, U-Net, SegNet, PSPNet on shapes_seg, then
-U-Net with each loss; the README's ``segmentation-table``). A new family is one more entry in ``families()``.
+``detection-table``), ``instance`` (Mask R-CNN's box and mask AP on shapes; the
+README's ``instance-table``) and ``segmentation`` (FCN, U-Net, SegNet, PSPNet on
+shapes_seg, then U-Net with each loss; the README's ``segmentation-table``). A new family
+is one more entry in ``families()``.
 
 Each row is ``python train.py model=M <overrides>`` in its own run directory, then
 ``python evaluate.py run=DIR split=S``. A family's tables go to
-``benchmarks/results/<name>.md`` (``quality``, ``classic``, ``sequence``, ``detection``, ``segmentation``) and, where README.md has the family's markers
+``benchmarks/results/<name>.md`` (``quality``, ``classic``, ``sequence``, ``detection``,
+``instance_segmentation``, ``segmentation``) and, where README.md has the family's markers
 (``<!-- quality-table -->`` ... ``<!-- /quality-table -->``), between them. With
 ``models=`` only the rows measured are replaced, in tables of the same columns; rows not
 re-measured keep their numbers. ``--quick`` trains each row with ``trainer=debug`` (a few
@@ -288,6 +291,36 @@ DETECTION_COLUMNS: list[Column] = [
 ]
 
 
+INSTANCE_TARGET_MASK_MAP50 = {"mask_rcnn": 0.6}
+INSTANCE_TIME_LIMIT_S = 10 * 60
+
+
+def _instance_met(r: Row) -> str:
+    target = INSTANCE_TARGET_MASK_MAP50.get(r["model"])
+    if target is None:
+        return "-"
+    ok = (r["metrics"]["mask_map_50"] >= target
+          and (r.get("train_s") or r.get("wall_s") or 0) <= INSTANCE_TIME_LIMIT_S)
+    return "yes" if ok else "no"
+
+
+INSTANCE_COLUMNS: list[Column] = [
+    ("model", lambda r: r["model"]),
+    ("params", lambda r: f"{r['params'] / 1e6:.2f} M" if "params" in r else "–"),
+    ("steps", lambda r: str(r.get("steps"))),
+    ("train time", lambda r: f"{(r.get('train_s') or r.get('wall_s') or 0) / 60:.1f} min"),
+    ("box mAP", lambda r: fmt(r.get("metrics", {}).get("map"), 3)),
+    ("box mAP@0.5", lambda r: fmt(r.get("metrics", {}).get("map_50"), 3)),
+    ("mask mAP", lambda r: fmt(r.get("metrics", {}).get("mask_map"), 3)),
+    ("mask mAP@0.5", lambda r: fmt(r.get("metrics", {}).get("mask_map_50"), 3)),
+    ("mask mAP@0.75", lambda r: fmt(r.get("metrics", {}).get("mask_map_75"), 3)),
+    ("mask mAP small", lambda r: fmt(r.get("metrics", {}).get("mask_map_small"), 3)),
+    ("inference img/s", lambda r: f"{r.get('images_per_s', 0):.0f}"),
+    ("target mask mAP@0.5", lambda r: str(INSTANCE_TARGET_MASK_MAP50.get(r["model"], "-"))),
+    ("met", _instance_met),
+]
+
+
 SEGMENTATION_TARGET_MIOU = 0.85
 SEGMENTATION_TIME_LIMIT_S = 10 * 60
 SEGMENTATION_MODELS = ("fcn", "unet", "segnet", "pspnet")
@@ -449,6 +482,14 @@ def families(args: argparse.Namespace) -> dict[str, Family]:
                               [Experiment(m, split="val")
                                for m in ("yolo", "yolov1", "ssd", "faster_rcnn")],
                               after=inference_speed)]),
+        "instance": Family(
+            preface=("Instance segmentation on the synthetic shapes validation split (500 images, "
+                     "128 px, 5 classes, instance masks), default configs; box and mask AP are "
+                     "COCO's (`map`, `mask_map`, ...), torch threads per run: "
+                     f"{os.environ.get('OMP_NUM_THREADS', '1')}."),
+            results="instance_segmentation", marker="instance-table",
+            sections=[Section(None, INSTANCE_COLUMNS, [Experiment("mask_rcnn", split="val")],
+                              after=inference_speed)]),
     }
 
 
@@ -572,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
     family = fams[a.family]
     known = {e.model for s in family.sections for e in s.experiments} | {
         s.name for s in family.sections if s.name}
-    configs = {p.stem for p in (ROOT / "configs" / "model").glob("*.yaml")}
+    configs = {p.stem for p in (ROOT / "zoo" / "configs" / "model").glob("*.yaml")}
     unknown = [m for m in a.models if m not in known and not (a.family == "models" and m in configs)]
     if unknown:
         print(f"error: {', '.join(unknown)} not in family '{a.family}'; valid: "

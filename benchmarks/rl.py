@@ -44,7 +44,7 @@ def train(run: Path, model: str, *overrides: str) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     status = train_main([f"model={model}", "trainer.progress=false", f"hydra.run.dir={run}",
-                         *overrides], config_dir=ROOT / "configs")
+                         *overrides], config_dir=ROOT / "zoo" / "configs")
     if status != 0:
         raise SystemExit(f"train.py model={model} {' '.join(overrides)} exited {status}")
     out = json.loads((run / "metrics.json").read_text())

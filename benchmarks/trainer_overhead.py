@@ -45,7 +45,8 @@ def _cfg(overrides: list[str], steps: int) -> Any:
 
     from zoo.engine.config import compose
 
-    cfg = compose(ROOT / "configs", "train", [*overrides, *COMMON, f"trainer.max_steps={steps}"])
+    cfg = compose(ROOT / "zoo" / "configs", "train",
+                  [*overrides, *COMMON, f"trainer.max_steps={steps}"])
     del cfg["hydra"]
     OmegaConf.resolve(cfg)
     return cfg

@@ -19,7 +19,7 @@ torch.set_num_threads(1)
 def config_dir(tmp_path_factory) -> Path:
     """The real configs/ plus the test-only configs under tests/configs/."""
     d = tmp_path_factory.mktemp("configs") / "configs"
-    shutil.copytree(ROOT / "configs", d)
+    shutil.copytree(ROOT / "zoo" / "configs", d)
     for sub in (ROOT / "tests" / "configs").iterdir():
         for f in sub.glob("*.yaml"):
             shutil.copy(f, d / sub.name / f.name)

@@ -20,7 +20,7 @@ from zoo.engine.utils import to_device
 from zoo.tasks import task_of
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = sorted(p.stem for p in (ROOT / "configs" / "model").glob("*.yaml"))
+MODELS = sorted(p.stem for p in (ROOT / "zoo" / "configs" / "model").glob("*.yaml"))
 
 
 def _finite(x) -> bool:

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _model_targets() -> list[str]:
     out = []
-    for p in sorted((ROOT / "configs" / "model").glob("*.yaml")):
+    for p in sorted((ROOT / "zoo" / "configs" / "model").glob("*.yaml")):
         node = yaml.safe_load(p.read_text()).get("model", {})
         out.append(node["_target_"])
     return out
@@ -299,8 +299,8 @@ def test_detection_evaluator_node_picks_protocols_and_iou_types():
     both = task.build_evaluator(model, meta, {"iou_types": "bbox,segm", "protocols": "coco,voc07"})
     both.update(pred, batch)
     out = both.compute()
-    assert out["map"] == pytest.approx(1.0) and out["segm_map"] == pytest.approx(1.0)
-    assert "voc07_map" in out and "segm_voc07_map" not in out
+    assert out["map"] == pytest.approx(1.0) and out["mask_map"] == pytest.approx(1.0)
+    assert "voc07_map" in out and "mask_voc07_map" not in out
     with pytest.raises(UserError, match="unknown evaluator setting 'protocol'"):
         task.build_evaluator(model, meta, {"protocol": "coco"})
     with pytest.raises(UserError, match="evaluator.protocols"):

@@ -6,6 +6,7 @@ Each ``*_main(argv)`` returns an exit status: 0 on success, 2 for a person's mis
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from pathlib import Path
@@ -25,8 +26,15 @@ usage: python train.py [key=value ...]
   hydra.run.dir=DIR     where the run directory goes (default: a new
                         outputs/DATE/TIME_MODEL, with -2, -3, ... if that exists)
   --cfg job|all         print the composed config (--resolve: resolved) without training
-  any.config.key=value  (see configs/; +key=value adds a key)
-  -m a=1,2 b=x,y        a sweep: one run per combination under multirun/DATE/TIME/N
+  any.config.key=value  (see configs/, i.e. zoo/configs/; +key=value adds a key)
+  --config-dir DIR      your own model/, data/, experiment/ ... configs beside the shipped
+                        ones (also $ZOO_CONFIG_DIR, several joined by ':'); listed below
+  -m a=1,2 b=x,y        a sweep through Hydra's multirun: one run per combination under
+                        multirun/DATE/TIME/N, one after another; hydra/launcher=joblib runs
+                        them in parallel processes, hydra/launcher=submitit_slurm on SLURM
+                        (submitit_local: the same, here); -m experiment=optuna_lr searches
+                        with Optuna (hydra/sweeper=optuna), maximising trainer.monitor.
+                        Launchers and Optuna: pip install 'zoo[cluster]'. See docs/sweeps.md
 
 resume=RUN_DIR [key=value ...]
   continues a run from RUN_DIR/checkpoints/last.pt (exactly, on CPU). The run's own
@@ -34,7 +42,8 @@ resume=RUN_DIR [key=value ...]
   may change, from the next step on: trainer.max_steps max_epochs val_every
   val_every_steps ckpt_every
   log_every patience progress device max_time limit_val_batches interrupt_at
-  on_nonfinite compile, data.eval_batch_size num_workers root, logger.*; any other
+  on_nonfinite compile, data.eval_batch_size num_workers persistent_workers
+  prefetch_factor root, logger.*; any other
   change is refused (start a new run with init_from=RUN_DIR/checkpoints/last.pt).
   Changes are recorded in config.yaml under run_info.resumes. A run that already
   finished is not trained again (exit 0) unless its length changes.
@@ -51,34 +60,65 @@ torchrun --nproc_per_node=N train.py ...   trains with DDP (gloo on CPU, NCCL on
 """
 
 
-def _config_dir(config_dir: Path | None) -> Path:
-    from zoo.engine.config import default_config_dir
+def _config_dir(config_dir: Any, argv: list[str] | None = None) -> Any:
+    """The config sources: ``config_dir`` (a whole tree's folder, as tests pass) or the
+    shipped configs plus $ZOO_CONFIG_DIR, then each ``--config-dir DIR`` of ``argv``
+    (removed from it) appended to the search path."""
+    from zoo.engine.config import as_configs
 
-    return Path(config_dir) if config_dir else default_config_dir()
+    configs = as_configs(config_dir)
+    dirs = _pop_config_dirs(argv) if argv is not None else []
+    return configs.with_dirs(dirs) if dirs else configs
 
 
-def _listing(config_dir: Path) -> str:
-    from zoo.engine.config import GROUPS, list_group
+def _pop_config_dirs(argv: list[str]) -> list[str]:
+    """``--config-dir DIR`` / ``--config-dir=DIR`` (Hydra's spelling; ``-cd`` too), taken
+    out of ``argv`` in place."""
+    dirs, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("--config-dir", "-cd"):
+            if i + 1 >= len(argv) or not argv[i + 1] or "=" in argv[i + 1]:
+                raise UserError(f"{a} needs a folder: {a} DIR")
+            dirs.append(argv[i + 1])
+            del argv[i:i + 2]
+        elif a.startswith("--config-dir="):
+            dirs.append(a.split("=", 1)[1])
+            del argv[i]
+        else:
+            i += 1
+    return dirs
 
+
+def _listing(config_dir: Any, groups: tuple[str, ...] | None = None) -> str:
+    """One line per group of the shipped choices, and one more per added folder that has
+    choices of that group (``--config-dir``, ``$ZOO_CONFIG_DIR``)."""
+    from zoo.engine.config import GROUPS, as_configs, list_group_by_source
+
+    configs = as_configs(config_dir)
     lines = []
-    for g in GROUPS:
-        names = list_group(config_dir, g)
-        if names:
-            lines.append(f"{g + ':':<12}{', '.join(names)}")
+    for g in groups or GROUPS:
+        for source, names in list_group_by_source(configs, g):
+            if source == configs.primary:
+                lines.append(f"{g + ':':<12}{', '.join(names)}")
+            else:
+                lines.append(f"{g + ':':<12}{', '.join(names)}   (from {source[len('file://'):]})")
     return "\n".join(lines)
 
 
 def _guard(fn: Callable[[], int]) -> int:
     """Turn a person's mistakes into one line and exit status 2, a stopped or crashed run
     into its report and status 1, Ctrl-C into status 130."""
-    from zoo.engine import distributed as D
+    import os
 
     try:
         return fn()
     except UserError as e:
-        if D.env_rank() == 0:
+        # torchrun's variables, read here rather than through zoo.engine.distributed, which
+        # imports torch: scoring a COCO file never needs it, not even to report a mistake.
+        if int(os.environ.get("RANK", "0")) == 0:
             print(f"error: {e}", file=sys.stderr, flush=True)
-        elif D.env_world_size() > 1:
+        elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
             # Every rank meets the same mistake; rank 0 reports it. Give it time to: torchrun
             # stops all workers as soon as one fails, so this wait ends when rank 0 exits.
             time.sleep(10)
@@ -99,17 +139,7 @@ def _guard(fn: Callable[[], int]) -> int:
 # --------------------------------------------------------------------------- train
 def train_main(argv: list[str] | None = None, config_dir: Path | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    cdir = _config_dir(config_dir)
-    if any(a in ("-h", "--help", "help") for a in argv):
-        print(USAGE_TRAIN + "\navailable configs:\n" + _listing(cdir))
-        return 0
-    if any(a in ("--cfg", "-c") for a in argv):  # Hydra's convention: print the config, no training
-        from zoo.engine.config import print_config
-
-        return _guard(lambda: print_config(cdir, argv))
-    if any(a in ("-m", "--multirun") for a in argv):
-        return _guard(lambda: _multirun([a for a in argv if a not in ("-m", "--multirun")], cdir))
-    code = _guard(lambda: _train(argv, cdir))
+    code = _guard(lambda: _train_entry(argv, config_dir))
     from zoo.engine import distributed as D
 
     if D.env_world_size() > 1:  # a torchrun worker: leave without interpreter shutdown
@@ -117,47 +147,198 @@ def train_main(argv: list[str] | None = None, config_dir: Path | None = None) ->
     return code
 
 
-def _multirun(argv: list[str], cdir: Path,
-              run_one: Callable[[list[str], Path], int] | None = None,
-              report: Callable[[Path, list[Path]], None] | None = None) -> int:
-    """A sweep: the cartesian product of comma-separated values (Hydra's sweep syntax,
-    e.g. ``-m model=lenet,mlp optim.lr=1e-3,1e-2``), one run directory each under
-    ``multirun/<date>/<time>/<n>`` (or ``hydra.sweep.dir=DIR``), run one after another
-    (by ``run_one``, training by default); ``report`` then sees the run directories."""
-    import itertools
+def _train_entry(argv: list[str], config_dir: Path | None) -> int:
+    cdir = _config_dir(config_dir, argv)
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(USAGE_TRAIN + "\navailable configs:\n" + _listing(cdir))
+        return 0
+    if any(a in ("--cfg", "-c") for a in argv):  # Hydra's convention: print the config, no training
+        from zoo.engine.config import print_config
 
+        return print_config(cdir, argv)
+    if any(a in ("-m", "--multirun") for a in argv):
+        return _multirun([a for a in argv if a not in ("-m", "--multirun")], cdir)
+    return _train(argv, cdir)
+
+
+# --------------------------------------------------------------------------- sweeps
+# Launchers and sweepers outside Hydra itself, and the plugin that provides each.
+SWEEP_PLUGINS = {
+    "hydra/launcher=joblib": ("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher"),
+    "hydra/launcher=submitit_local": ("hydra_plugins.hydra_submitit_launcher",
+                                      "hydra-submitit-launcher"),
+    "hydra/launcher=submitit_slurm": ("hydra_plugins.hydra_submitit_launcher",
+                                      "hydra-submitit-launcher"),
+    "hydra/sweeper=optuna": ("hydra_plugins.hydra_optuna_sweeper", "hydra-optuna-sweeper"),
+}
+# Hydra's multirun defaults that would put files of its own into each run directory
+# (.hydra/, <job>.log) or take over the root logger; the run directory is the zoo's.
+SWEEP_FIXED = ("hydra.output_subdir=null", "hydra/job_logging=none", "hydra/hydra_logging=none")
+
+
+class JobOutcome(float):
+    """What one sweep job returns to Hydra: its objective, the best value of
+    ``trainer.monitor`` (NaN when the run has none or failed, which Optuna records as a
+    failed trial and a plain sweep ignores), with the job's exit status and run directory."""
+
+    status: int
+    run_dir: str
+
+    def __new__(cls, value: float, status: int = 0, run_dir: str = "") -> JobOutcome:  # noqa: PYI034
+        self = super().__new__(cls, value)
+        self.status, self.run_dir = status, run_dir
+        return self
+
+    def __reduce__(self) -> tuple:  # launchers pickle it back from their processes
+        return (JobOutcome, (float(self), self.status, self.run_dir))
+
+
+def _missing_plugin(text: str) -> str | None:
+    """The one-line message for a launcher/sweeper named in ``text`` whose plugin is not
+    installed, or None."""
+    import importlib.util
+
+    for choice, (module, dist) in SWEEP_PLUGINS.items():
+        group, name = choice.split("=")
+        named = choice in text or f"{group}/{name}" in text
+        if named and importlib.util.find_spec(module) is None:
+            return (f"{choice} needs the {dist} plugin: pip install 'zoo[cluster]' "
+                    f"(or pip install {dist})")
+    return None
+
+
+def _check_sweep_choices(cdir: Any, argv: list[str], groups: tuple[str, ...]) -> None:
+    """Every value of a swept group (``model=lenet,mlp``) names a config, checked before
+    Hydra launches anything; ``glob(...)`` and the like are expanded by Hydra itself."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    from zoo.engine.run import claim_run_dir
+    from zoo.engine.config import list_group
+    from zoo.errors import choices
 
-    given = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.sweep.dir=")), None)
-    argv = [a for a in argv if not a.startswith(("hydra.sweep.dir=", "hydra.run.dir="))]
     try:
         parsed = OverridesParser.create().parse_overrides(argv)
     except HydraException as e:
-        raise UserError(f"bad sweep: {str(e).splitlines()[0]}") from None
-    axes = []
+        raise UserError(f"bad sweep: {str(e).strip().splitlines()[0]}") from None
     for ov in parsed:
-        key = ov.get_key_element()
-        values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [ov.get_value_element_as_str()]
-        axes.append([f"{key}={v}" for v in values])
-    combos = list(itertools.product(*axes))
-    # Two sweeps started in the same second get two directories.
-    sweep_dir = Path(given) if given else claim_run_dir(Path(time.strftime("multirun/%Y-%m-%d/%H-%M-%S")))
-    failures = 0
-    for i, combo in enumerate(combos):
-        print(f"[{i + 1}/{len(combos)}] {' '.join(combo)}", flush=True)
-        code = _guard(lambda: (run_one or _train)([*combo, f"hydra.run.dir={sweep_dir}/{i}"], cdir))
-        failures += code != 0
+        key = ov.get_key_element().lstrip("+~")
+        if key not in groups:
+            continue
+        try:
+            values = (list(ov.sweep_string_iterator()) if ov.is_sweep_override()
+                      else [ov.get_value_element_as_str()])
+        except Exception:  # glob(), interval(): not a list of names
+            continue
+        valid = list_group(cdir, key)
+        for v in values:
+            if v not in ("", "null") and v not in valid:
+                raise UserError(f"unknown {key} '{v}'; valid choices: {choices(valid)}")
+
+
+def _multirun(argv: list[str], cdir: Any, entry: str = "train",
+              report: Callable[[Path, list[Path]], None] | None = None) -> int:
+    """A sweep through Hydra's own multirun: its sweeper turns the command line into jobs
+    (``model=lenet,mlp optim.lr=1e-3,1e-2``: the cartesian product; ``hydra/sweeper=optuna``:
+    trials), its launcher runs them (one after another by default; ``hydra/launcher=joblib``
+    in parallel processes, ``submitit_local``/``submitit_slurm`` as submitit jobs). Each job
+    is one zoo run in ``SWEEP/<n>`` (``multirun/<date>/<time>``, made unique, or
+    ``hydra.sweep.dir=DIR``) with its own config.yaml and metrics; ``report`` then sees
+    the run directories. Exit status 0 when every job succeeded, else 1."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from zoo.engine.config import GROUPS, initialize_hydra
+    from zoo.engine.run import claim_run_dir
+
+    _check_options(argv)
+    argv = [a for a in argv if not a.lstrip("+").startswith("hydra.run.dir=")]
+    missing = _missing_plugin(" ".join(argv))
+    if missing:
+        raise UserError(missing)
+    _check_sweep_choices(cdir, argv, GROUPS if entry == "train" else SOLVE_GROUPS)
+    given = next((a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("hydra.sweep.dir=")),
+                 None)
+    if given is None:  # two sweeps started in the same second get two directories
+        sweep_dir = claim_run_dir(Path(time.strftime("multirun/%Y-%m-%d/%H-%M-%S")))
+        argv.append(f"hydra.sweep.dir={sweep_dir}")
+    else:
+        sweep_dir = Path(given)
+    keys = {a.split("=", 1)[0].lstrip("+") for a in argv}
+    fixed = [f for f in SWEEP_FIXED if f.split("=", 1)[0] not in keys]
+    job = functools.partial(_sweep_job, cdir, entry)
+    GlobalHydra.instance().clear()
+    try:
+        hydra = initialize_hydra(cdir)
+        returns = hydra.multirun(config_name=entry, task_function=job, overrides=[*argv, *fixed])
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        from zoo.engine.config import _one_line
+
+        msg = _one_line(e)
+        raise UserError(_missing_plugin(msg) or f"bad sweep: {msg}") from None
+    finally:
+        GlobalHydra.instance().clear()
+    outcomes = [r.return_value for batch in (returns or []) for r in batch]
+    if outcomes:
+        runs = [Path(o.run_dir) for o in outcomes]
+        failures = sum(o.status != 0 for o in outcomes)
+    else:  # a sweeper that returns nothing (Optuna): the run directories it left
+        runs = sorted((d for d in sweep_dir.iterdir() if d.is_dir() and d.name.isdigit()),
+                      key=lambda d: int(d.name)) if sweep_dir.is_dir() else []
+        done = "metrics.json" if entry == "train" else "result.json"
+        failures = sum(not (d / done).is_file() for d in runs)
     if report is not None:
-        report(sweep_dir, [sweep_dir / str(i) for i in range(len(combos))])
-    print(f"sweep done: {len(combos) - failures}/{len(combos)} runs succeeded in {sweep_dir}")
+        report(sweep_dir, runs)
+    best = sweep_dir / "optimization_results.yaml"
+    if best.is_file():
+        print(f"best trial: {best}")
+    print(f"sweep done: {len(runs) - failures}/{len(runs)} runs succeeded in {sweep_dir}")
     return 0 if failures == 0 else 1
 
 
-def _train(argv: list[str], cdir: Path) -> int:
+def _sweep_job(cdir: Any, entry: str, _cfg: Any) -> JobOutcome:
+    """Hydra's task function: one job of a sweep, run by the zoo's own entry (compose,
+    checks, run directory, metrics) with the job's overrides, in ``SWEEP/<subdir>``. A
+    mistake is one line and a status, never an exception that stops the other jobs."""
+    import math
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+
+    hc = HydraConfig.get()
+    overrides = [str(o) for o in hc.overrides.task if not o.lstrip("+").startswith("hydra.")]
+    run_dir = f"{hc.sweep.dir}/{hc.sweep.subdir}"
+    print(f"[job {hc.job.num}] {' '.join(overrides)}", flush=True)
+    found: dict[str, Any] = {}
+
+    def one() -> int:
+        if entry == "solve":
+            return _solve([*overrides, f"hydra.run.dir={run_dir}"], cdir)
+        summary = _train_summary([*overrides, f"hydra.run.dir={run_dir}"], cdir)
+        found.update(summary)
+        from zoo.engine.run import exit_status
+
+        return exit_status(summary)
+
+    backup = get_gh_backup()  # composing the job's config clears Hydra's global state
+    try:
+        code = _guard(one)
+    finally:
+        restore_gh_from_backup(backup)
+    value = found.get("best_value")
+    value = float(value) if isinstance(value, (int, float)) and code == 0 else math.nan
+    return JobOutcome(value, code, run_dir)
+
+
+def _train(argv: list[str], cdir: Any) -> int:
     """Route the command line to ``zoo.engine.run.train``; returns the exit status."""
+    from zoo.engine.run import exit_status
+
+    return exit_status(_train_summary(argv, cdir))
+
+
+def _train_summary(argv: list[str], cdir: Any) -> dict[str, Any]:
+    """Train (or resume) as the command line says; returns the run's summary."""
     from zoo.engine import run as R
 
     for a in argv:
@@ -172,7 +353,7 @@ def _train(argv: list[str], cdir: Path) -> int:
     else:
         cfg, run_dir, explicit = R.new_config(cdir, overrides)
         summary = R.train(cfg, run_dir, unique_dir=not explicit)
-    return R.exit_status(summary)
+    return summary
 
 
 def _yaml(value: str) -> Any:
@@ -399,8 +580,10 @@ usage: python solve.py [problem=NAME] [algo=NAME] [heuristic=NAME] [key=value ..
   hydra.run.dir=DIR     where the run directory goes (default: a new
                         outputs/DATE/TIME_PROBLEM_ALGO, with -2, -3, ... if that exists)
   --cfg job|all         print the composed config (--resolve: resolved) without solving
+  --config-dir DIR      your own problem/ and algo/ configs beside the shipped ones
   -m algo=bfs,ids,ucs,astar problem=grid   a sweep: one run each under multirun/DATE/TIME/N,
-                        then one table of them (printed, and table.md in the sweep directory)
+                        then one table of them (printed, and table.md in the sweep directory);
+                        Hydra's launchers as for train.py (hydra/launcher=joblib, ...)
 
 A run directory holds config.yaml (resolved), result.json (path, cost, steps, expanded,
 generated, max_frontier, seconds, solved, optimal, optimal_cost, ...) and solution.png.
@@ -415,23 +598,20 @@ RESULT_COLUMNS = ("problem", "algo", "heuristic", "solved", "cost", "optimal", "
 
 def solve_main(argv: list[str] | None = None, config_dir: Path | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    cdir = _config_dir(config_dir)
-    if any(a in ("-h", "--help", "help") for a in argv):
-        from zoo.engine.config import list_group
+    return _guard(lambda: _solve_entry(argv, config_dir))
 
-        print(USAGE_SOLVE + "\navailable configs:\n" + "\n".join(
-            f"{g + ':':<12}{', '.join(list_group(cdir, g))}" for g in SOLVE_GROUPS))
+
+def _solve_entry(argv: list[str], config_dir: Path | None) -> int:
+    cdir = _config_dir(config_dir, argv)
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(USAGE_SOLVE + "\navailable configs:\n" + _listing(cdir, SOLVE_GROUPS))
         return 0
     if any(a in ("--cfg", "-c") for a in argv):
-        return _guard(lambda: _print_solve_config(cdir, argv))
+        return _print_solve_config(cdir, argv)
     if any(a in ("-m", "--multirun") for a in argv):
-        return _guard(lambda: _solve_sweep([a for a in argv if a not in ("-m", "--multirun")], cdir))
-    return _guard(lambda: _solve(argv, cdir))
-
-
-def _solve_sweep(argv: list[str], cdir: Path) -> int:
-    _check_options(argv)
-    return _multirun(argv, cdir, run_one=_solve, report=_solve_table)
+        return _multirun([a for a in argv if a not in ("-m", "--multirun")], cdir,
+                         entry="solve", report=_solve_table)
+    return _solve(argv, cdir)
 
 
 def _check_options(argv: list[str]) -> None:
@@ -440,7 +620,7 @@ def _check_options(argv: list[str]) -> None:
             raise UserError(f"unknown option '{a}'; arguments are key=value overrides (see --help)")
 
 
-def _check_solve_choices(cdir: Path, overrides: list[str]) -> None:
+def _check_solve_choices(cdir: Any, overrides: list[str]) -> None:
     from zoo.engine.config import list_group
     from zoo.errors import choices
 
@@ -453,7 +633,7 @@ def _check_solve_choices(cdir: Path, overrides: list[str]) -> None:
                 raise UserError(f"unknown {key} '{value}'; valid choices: {choices(valid)}")
 
 
-def _compose_solve(cdir: Path, argv: list[str]) -> Any:
+def _compose_solve(cdir: Any, argv: list[str]) -> Any:
     from zoo.engine.config import compose
 
     _check_options(argv)
@@ -461,7 +641,7 @@ def _compose_solve(cdir: Path, argv: list[str]) -> Any:
     return compose(cdir, "solve", argv)
 
 
-def _print_solve_config(cdir: Path, argv: list[str]) -> int:
+def _print_solve_config(cdir: Any, argv: list[str]) -> int:
     from omegaconf import OmegaConf
 
     from zoo.engine.config import resolved
@@ -481,7 +661,7 @@ def _print_solve_config(cdir: Path, argv: list[str]) -> int:
     return 0
 
 
-def _solve(argv: list[str], cdir: Path) -> int:
+def _solve(argv: list[str], cdir: Any) -> int:
     """One search: compose, build the problem and the algorithm, solve, write the run."""
     import math
     import random

@@ -11,9 +11,10 @@ from __future__ import annotations
 import colorsys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # imported where tensors are drawn: saving a matplotlib figure needs none
+    import torch
 
 
 def palette(n: int) -> list[tuple[int, int, int]]:
@@ -27,6 +28,8 @@ def palette(n: int) -> list[tuple[int, int, int]]:
 
 def to_uint8(image: torch.Tensor) -> torch.Tensor:
     """(3, H, W) float in [0, 1] (or uint8, or 1-channel) -> (3, H, W) uint8 on the CPU."""
+    import torch
+
     image = image.detach().cpu()
     if image.ndim == 2:
         image = image[None]
@@ -46,6 +49,7 @@ def draw_boxes(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor | 
     background); colours follow the label unless ``color`` is given. Returns a new
     (3, H, W) float image in [0, 1]."""
     import numpy as np
+    import torch
     from PIL import Image, ImageDraw
     from torchvision.utils import draw_bounding_boxes
 
@@ -87,6 +91,7 @@ def overlay_masks(image: torch.Tensor, masks: torch.Tensor, alpha: float = 0.5,
                   colors: Sequence[tuple[int, int, int]] | None = None) -> torch.Tensor:
     """Overlay (N, H, W) boolean masks, or an (H, W) integer class map (0 = background),
     on ``image``. Returns a new (3, H, W) float image in [0, 1]."""
+    import torch
     from torchvision.utils import draw_segmentation_masks
 
     img = to_uint8(image)
@@ -158,6 +163,7 @@ def text_block(lines: Sequence[tuple[str, tuple[int, int, int]]], width: int, si
                pad: int = 2, background: tuple[int, int, int] = (0, 0, 0)) -> torch.Tensor:
     """A (3, H, width) float image holding ``lines`` of (text, colour), each cut to fit."""
     import numpy as np
+    import torch
     from PIL import Image, ImageDraw
 
     line_h = size + 3
@@ -173,6 +179,7 @@ def legend(items: Sequence[tuple[str, tuple[int, int, int]]], width: int, size: 
            background: tuple[int, int, int] = (0, 0, 0)) -> torch.Tensor:
     """A one-line (3, H, width) key: a colour swatch then its text, for each item."""
     import numpy as np
+    import torch
     from PIL import Image, ImageDraw
 
     f = font(size)
@@ -190,6 +197,8 @@ def legend(items: Sequence[tuple[str, tuple[int, int, int]]], width: int, size: 
 
 def vstack(images: Sequence[torch.Tensor]) -> torch.Tensor:
     """Stack (3, h_i, w_i) images top to bottom, right-padded with black to the widest."""
+    import torch
+
     w = max(im.shape[-1] for im in images)
     rows = [torch.nn.functional.pad(to_uint8(im).float() / 255, (0, w - im.shape[-1])) for im in images]
     return torch.cat(rows, dim=1)
@@ -197,6 +206,8 @@ def vstack(images: Sequence[torch.Tensor]) -> torch.Tensor:
 
 def hstack(images: Sequence[torch.Tensor]) -> torch.Tensor:
     """Put (3, h_i, w_i) images side by side, bottom-padded with black to the tallest."""
+    import torch
+
     h = max(im.shape[-2] for im in images)
     cols = [torch.nn.functional.pad(to_uint8(im).float() / 255, (0, 0, 0, h - im.shape[-2])) for im in images]
     return torch.cat(cols, dim=2)
@@ -217,6 +228,7 @@ def save_figure(fig: Any, path: str | Path) -> Path:
 def figure_image(fig: Any) -> torch.Tensor:
     """A matplotlib ``Figure`` as a (3, H, W) float image in [0, 1] (for TensorBoard)."""
     import numpy as np
+    import torch
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     canvas = FigureCanvasAgg(fig)

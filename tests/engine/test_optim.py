@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _sched_cfg(name: str, **over):
-    cfg = OmegaConf.load(ROOT / "configs" / "sched" / f"{name}.yaml")
+    cfg = OmegaConf.load(ROOT / "zoo" / "configs" / "sched" / f"{name}.yaml")
     for k, v in over.items():
         cfg[k] = v
     return cfg
@@ -42,7 +42,7 @@ def _opt(lr=0.1, cls=torch.optim.SGD, **kw):
 
 
 def test_every_sched_config_builds_from_its_target():
-    for path in sorted((ROOT / "configs" / "sched").glob("*.yaml")):
+    for path in sorted((ROOT / "zoo" / "configs" / "sched").glob("*.yaml")):
         cfg = OmegaConf.load(path)
         assert "_target_" in cfg and "name" not in cfg, path.name
         opt = _opt()
@@ -120,18 +120,19 @@ def test_no_decay_1d_puts_biases_and_norms_in_a_group_without_decay():
 
 def test_transformer_configs_turn_no_decay_1d_on():
     for name in ("transformer", "gpt", "bert", "bert_finetune"):
-        assert OmegaConf.load(ROOT / "configs" / "model" / f"{name}.yaml").optim.no_decay_1d is True
-    for path in (ROOT / "configs" / "optim").glob("*.yaml"):
+        cfg = OmegaConf.load(ROOT / "zoo" / "configs" / "model" / f"{name}.yaml")
+        assert cfg.optim.no_decay_1d is True
+    for path in (ROOT / "zoo" / "configs" / "optim").glob("*.yaml"):
         assert OmegaConf.load(path).no_decay_1d is False
 
 
 def test_loggers_from_target_and_old_names(tmp_path):
-    tb = build_logger(OmegaConf.load(ROOT / "configs" / "logger" / "tensorboard.yaml"), tmp_path)
+    tb = build_logger(OmegaConf.load(ROOT / "zoo" / "configs" / "logger" / "tensorboard.yaml"), tmp_path)
     assert type(tb) is TensorBoardLogger and tb.images_every == 1
     tb.scalars({"a": 1.0}, 1)
     tb.close()
     assert list((tmp_path / "tb").glob("events.*"))
-    none = build_logger(OmegaConf.load(ROOT / "configs" / "logger" / "none.yaml"), tmp_path / "n")
+    none = build_logger(OmegaConf.load(ROOT / "zoo" / "configs" / "logger" / "none.yaml"), tmp_path / "n")
     assert type(none) is RunLogger and not none.wants_images(0)
     assert type(build_logger({"name": "tensorboard", "images_every": 2}, tmp_path, enabled=False)) \
         is TensorBoardLogger

@@ -122,9 +122,10 @@ def reference_inputs(preds, targets, num_classes: int, iou_type: str = "bbox", s
             r = {"image_id": img, "category_id": int(p["labels"][j]), "score": float(p["scores"][j])}
             if iou_type == "bbox":
                 r["bbox"] = [x1, y1, x2 - x1, y2 - y1]
-            elif iou_type == "segm":
+            elif iou_type == "segm":  # with its box, as instance-segmentation results files are
                 m = (p["masks"][j, 0] > 0.5).numpy().astype(np.uint8)
                 r["segmentation"] = mask_utils.encode(np.asfortranarray(m))
+                r["bbox"] = [x1, y1, x2 - x1, y2 - y1]
             else:
                 r["keypoints"] = p["keypoints"][j].double().numpy().reshape(-1).tolist()
             results.append(r)

@@ -40,19 +40,19 @@ from zoo.search.local import (
 from zoo.search.local_problems import TSP, QueensLocal, Rastrigin
 
 ROOT = Path(__file__).resolve().parents[2]
-ALGOS = sorted(p.stem for p in (ROOT / "configs" / "algo").glob("*.yaml")
+ALGOS = sorted(p.stem for p in (ROOT / "zoo" / "configs" / "algo").glob("*.yaml")
                if "zoo.search.local." in p.read_text())
 PROBLEMS = ("queens_local", "tsp", "rastrigin")
 
 
 def algo(name: str, **overrides):
-    cfg = OmegaConf.load(ROOT / "configs" / "algo" / f"{name}.yaml")
+    cfg = OmegaConf.load(ROOT / "zoo" / "configs" / "algo" / f"{name}.yaml")
     cfg.merge_with(overrides)
     return build(cfg, "algo")
 
 
 def problem(name: str, **overrides):
-    cfg = OmegaConf.load(ROOT / "configs" / "problem" / f"{name}.yaml")
+    cfg = OmegaConf.load(ROOT / "zoo" / "configs" / "problem" / f"{name}.yaml")
     cfg.merge_with(overrides)
     return build(cfg, "problem")
 
@@ -83,7 +83,7 @@ def test_every_local_config_builds_through_the_allow_list():
 
 
 def test_a_nested_algorithm_outside_the_allow_list_is_refused():
-    cfg = OmegaConf.load(ROOT / "configs" / "algo" / "random_restart.yaml")
+    cfg = OmegaConf.load(ROOT / "zoo" / "configs" / "algo" / "random_restart.yaml")
     cfg.algorithm = {"_target_": "os.system", "command": "true"}
     with pytest.raises(UserError):
         build(cfg, "algo")

@@ -12,7 +12,7 @@ from tests.helpers import one_line_error
 from zoo.cli import solve_main
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = ROOT / "configs"
+CONFIGS = ROOT / "zoo" / "configs"
 KEYS = {"path", "cost", "expanded", "generated", "max_frontier", "seconds", "optimal"}
 
 

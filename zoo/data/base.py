@@ -25,7 +25,14 @@ class DataModule:
     Keyword arguments shared by every dataset:
         batch_size: training batch size (per process).
         eval_batch_size: validation/test batch size (defaults to ``batch_size``).
-        num_workers: DataLoader workers (0 keeps resume bit-exact on CPU).
+        num_workers: DataLoader worker processes. Any number keeps ``resume=`` bit-exact:
+            with workers, each sample's augmentation draws from generators seeded by
+            (seed, epoch, sample index) (``zoo.engine.loader``), so the draws do not
+            depend on the worker count either; 0 draws from the main process's
+            generators, which checkpoints save (other draws than with workers).
+        persistent_workers: keep training workers alive across epochs (when
+            ``num_workers > 0``).
+        prefetch_factor: batches each worker loads ahead (null: torch's default, 2).
     """
 
     splits: tuple[str, ...] = ("train", "val", "test")
@@ -39,11 +46,15 @@ class DataModule:
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
+        persistent_workers: bool = True,
+        prefetch_factor: int | None = None,
         **meta: Any,
     ) -> None:
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size or batch_size)
         self.num_workers = int(num_workers)
+        self.persistent_workers = bool(persistent_workers)
+        self.prefetch_factor = None if prefetch_factor is None else int(prefetch_factor)
         # Everything else in the data config is metadata (num_classes, ...).
         self.meta: dict[str, Any] = dict(meta)
         self._cache: dict[str, Dataset] = {}

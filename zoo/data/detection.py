@@ -6,7 +6,8 @@ Every reader turns its format into the same :class:`Record` list, and
     image  (3, H, W) float in [0, 1], at the file's own size (models resize themselves
            and return boxes in these original pixels, so COCO/VOC scoring is exact)
     target {"boxes": (N, 4) float xyxy pixels, "labels": (N,) int64 in 1..K,
-            "image_id": int, "area": (N,), "iscrowd": (N,) int64[, "difficult": (N,) bool]}
+            "image_id": int, "area": (N,), "iscrowd": (N,) int64[, "difficult": (N,) bool]
+            [, "masks": (N, H, W) uint8 instance masks (COCO with ``with_masks``)]}
 
 Batches are ``DetectionBatch(list of images, list of targets)`` (:func:`collate_detection`); images
 stay a list because real datasets mix sizes. Crowd regions and VOC ``difficult``
@@ -54,6 +55,7 @@ class Record:
     iscrowd: np.ndarray | None = None  # (N,) int64
     area: np.ndarray | None = None    # (N,) float32; box area when the format has none
     difficult: np.ndarray | None = None  # (N,) bool (VOC)
+    segmentation: list | None = None  # (N,) COCO polygons / RLEs, as in the json (COCO)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -78,6 +80,8 @@ def sanitize_records(records: list[Record], source: str) -> list[Record]:
                   ((r.boxes[:, 2] - r.boxes[:, 0]) * (r.boxes[:, 3] - r.boxes[:, 1])))
         if r.difficult is not None:
             r.difficult = r.difficult[keep]
+        if r.segmentation is not None:
+            r.segmentation = [seg for seg, k in zip(r.segmentation, keep) if k]
     if clipped or dropped:
         warnings.warn(f"{source}: clipped {clipped} boxes that reached outside their image and "
                       f"dropped {dropped} degenerate or out-of-image boxes", stacklevel=2)
@@ -85,12 +89,14 @@ def sanitize_records(records: list[Record], source: str) -> list[Record]:
 
 
 # -- readers -------------------------------------------------------------------------------
-def read_coco(ann_file: str | Path, image_dir: str | Path,
-              cat_ids: Sequence[int] | None = None) -> tuple[list[Record], list[str], list[int]]:
+def read_coco(ann_file: str | Path, image_dir: str | Path, cat_ids: Sequence[int] | None = None,
+              with_masks: bool = False) -> tuple[list[Record], list[str], list[int]]:
     """Read a COCO ``instances_*.json``. Category ids (any integers, e.g. COCO's 1..90 with
     gaps) map to contiguous labels 1..K in increasing id order, or in the order of
     ``cat_ids`` when given (so train and val share one mapping). Returns
-    ``(records, class_names, cat_ids)`` with ``cat_ids[label - 1]`` the original id."""
+    ``(records, class_names, cat_ids)`` with ``cat_ids[label - 1]`` the original id.
+    Each record keeps its annotations' ``segmentation`` fields (decoded to masks by
+    :func:`decode_coco_masks`); ``with_masks`` requires one on every annotation."""
     ann_file, image_dir = Path(ann_file), Path(image_dir)
     try:
         with open(ann_file) as f:
@@ -108,6 +114,9 @@ def read_coco(ann_file: str | Path, image_dir: str | Path,
         if a["category_id"] not in label_of:
             raise DataError(f"{ann_file}: annotation {a.get('id')} has category_id "
                             f"{a['category_id']}, which is not among its categories")
+        if with_masks and a.get("segmentation") is None:
+            raise DataError(f"{ann_file}: annotation {a.get('id')} has no 'segmentation', and "
+                            f"data.with_masks=true needs a mask for every object")
         per_image.setdefault(a["image_id"], []).append(a)
     records = []
     for img in images:
@@ -120,8 +129,45 @@ def read_coco(ann_file: str | Path, image_dir: str | Path,
             labels=np.asarray([label_of[a["category_id"]] for a in rows], dtype=np.int64),
             iscrowd=np.asarray([a.get("iscrowd", 0) for a in rows], dtype=np.int64),
             area=np.asarray([a.get("area", w * h) for a, (_, _, w, h) in zip(rows, xywh)],
-                            dtype=np.float32)))
+                            dtype=np.float32),
+            segmentation=[a.get("segmentation") for a in rows]))
     return sanitize_records(records, str(ann_file)), [cats[i] for i in ids], ids
+
+
+def decode_coco_masks(segmentations: Sequence[Any], height: int, width: int,
+                      source: str = "") -> np.ndarray:
+    """COCO ``segmentation`` fields -> (N, H, W) uint8 binary masks, through pycocotools.
+
+    Each field is a polygon list ``[[x0, y0, x1, y1, ...], ...]`` (the parts of one
+    object, merged), an uncompressed RLE ``{"size": [H, W], "counts": [int, ...]}`` (as
+    crowd regions are stored) or a compressed RLE (``counts`` a string)."""
+    from pycocotools import mask as mask_utils
+
+    out = np.zeros((len(segmentations), height, width), dtype=np.uint8)
+    for j, seg in enumerate(segmentations):
+        try:
+            if isinstance(seg, list):
+                polys = [p for p in seg if len(p) >= 6]  # three points or more
+                if not polys:
+                    continue
+                rle = mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
+            elif isinstance(seg, dict) and isinstance(seg.get("counts"), list):
+                rle = mask_utils.frPyObjects(seg, *seg["size"])
+            elif isinstance(seg, dict) and isinstance(seg.get("counts"), (str, bytes)):
+                counts = seg["counts"]
+                rle = {"size": seg["size"], "counts": counts.encode("ascii") if isinstance(counts, str)
+                       else counts}
+            else:
+                raise TypeError("not a polygon list or an RLE")
+            m = mask_utils.decode(rle)
+        except (TypeError, ValueError, KeyError, IndexError) as e:
+            raise DataError(f"{source}: segmentation #{j} could not be decoded ({e}); COCO masks are "
+                            f"polygon lists [[x, y, ...]] or RLEs {{size: [H, W], counts: ...}}") from e
+        if m.shape[:2] != (height, width):
+            raise DataError(f"{source}: segmentation #{j} is an RLE of size {list(m.shape[:2])} on "
+                            f"an image of {height}x{width} pixels")
+        out[j] = m
+    return out
 
 
 def read_voc(root: str | Path, split: str,
@@ -246,11 +292,8 @@ class DetectionTransform:
     def __init__(self, transforms: Sequence[Callable]) -> None:
         from torchvision.transforms import v2
 
-        self.pipeline = v2.Compose([
-            *transforms,
-            v2.ClampBoundingBoxes(),
-            v2.SanitizeBoundingBoxes(labels_getter=_per_box_fields),
-        ])
+        self.pipeline = v2.Compose([*transforms, v2.ClampBoundingBoxes()])
+        self.sanitize = v2.SanitizeBoundingBoxes(labels_getter=_per_box_fields)
 
     def __call__(self, image: torch.Tensor, target: dict[str, Any]) -> tuple[torch.Tensor, dict]:
         from torchvision import tv_tensors
@@ -262,6 +305,13 @@ class DetectionTransform:
             if k in t:
                 t[k] = tv_tensors.Mask(t[k])
         image, t = self.pipeline(tv_tensors.Image(image), t)
+        # the (H, W) semantic map is a Mask so geometric transforms move it, but it is not
+        # per box: SanitizeBoundingBoxes indexes every Mask by the kept boxes and would cut
+        # its rows whenever an image has exactly H boxes
+        semantic = t.pop("semantic", None)
+        image, t = self.sanitize(image, t)
+        if semantic is not None:
+            t["semantic"] = semantic
         out = {k: (v.as_subclass(torch.Tensor) if isinstance(v, torch.Tensor) else v)
                for k, v in t.items()}
         return image.as_subclass(torch.Tensor), out
@@ -334,9 +384,11 @@ def decode_image_file(path: Path) -> torch.Tensor:
 class DetectionDataset(Dataset):
     """Images and targets from :class:`Record` s (see the module docstring for the form)."""
 
-    def __init__(self, records: list[Record], transforms: Callable | None = None) -> None:
+    def __init__(self, records: list[Record], transforms: Callable | None = None,
+                 with_masks: bool = False) -> None:
         self.records = records
         self.transforms = transforms
+        self.with_masks = with_masks
 
     def __len__(self) -> int:
         return len(self.records)
@@ -352,6 +404,9 @@ class DetectionDataset(Dataset):
         }
         if r.difficult is not None:
             t["difficult"] = torch.from_numpy(r.difficult)
+        if self.with_masks:
+            t["masks"] = torch.from_numpy(decode_coco_masks(r.segmentation or [], r.height, r.width,
+                                                            str(r.file)))
         return t
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -387,16 +442,24 @@ class _DiskDetectionData(DataModule):
     read from the files (:meth:`infer_meta`) and the check that every image a split lists
     exists, made when the split is built (the validation split when the data is built)."""
 
+    has_masks = False  # whether the format stores instance masks (``with_masks``)
+
     def __init__(self, *, root: str, num_classes: int | None = None,
                  class_names: Sequence[str] | None = None, image_size: int = 416,
                  train_split: str = "train", val_split: str = "val", test_split: str | None = None,
                  hflip: float = 0.5, color: float = 0.5, zoom_out: float = 0.0, crop: bool = False,
-                 scale_range: Sequence[float] | None = (0.75, 1.25), **kwargs: Any) -> None:
+                 scale_range: Sequence[float] | None = (0.75, 1.25), with_masks: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(root=root, num_classes=num_classes, class_names=class_names,
                          image_size=image_size, train_split=train_split, val_split=val_split,
                          test_split=test_split, hflip=hflip, color=color, zoom_out=zoom_out,
                          crop=crop, scale_range=list(scale_range) if scale_range else None,
-                         **kwargs)
+                         with_masks=with_masks, **kwargs)
+        if with_masks and not self.has_masks:
+            raise DataError(f"data.with_masks=true, but {type(self).__name__} files hold boxes "
+                            f"only; instance masks come from data=coco (polygons or RLEs) or "
+                            f"data=shapes")
+        self.with_masks = bool(with_masks)
         self.root = Path(root).expanduser()
         self.split_names = {"train": train_split, "val": val_split,
                             "test": test_split or val_split}
@@ -431,7 +494,7 @@ class _DiskDetectionData(DataModule):
             raise DataError(f"{len(missing)} of the {len(records)} images of the "
                             f"{self.split_names[split]} split are missing, e.g. {missing[0]}")
         tf = build_detection_transforms(split == "train", **self.augment)
-        return DetectionDataset(records, tf)
+        return DetectionDataset(records, tf, with_masks=self.with_masks)
 
 
 def _coco_categories(ann: Path) -> list[dict]:
@@ -457,6 +520,7 @@ class CocoData(_DiskDetectionData):
     1..K back to the json's category ids for results files."""
 
     ANN_FILE = "annotations/instances_{split}.json"
+    has_masks = True
 
     def __init__(self, *, root: str = "datasets/coco", num_classes: int | None = None,
                  train_split: str = "train2017", val_split: str = "val2017",
@@ -486,7 +550,7 @@ class CocoData(_DiskDetectionData):
         if not ann.is_file():
             raise DataError(f"no {ann}; data=coco expects data.root with annotations/"
                             f"instances_<split>.json and <split>/ image folders")
-        return read_coco(ann, images, cat_ids=self.cat_ids)[0]
+        return read_coco(ann, images, cat_ids=self.cat_ids, with_masks=self.with_masks)[0]
 
 
 class VocData(_DiskDetectionData):

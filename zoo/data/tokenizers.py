@@ -12,6 +12,11 @@ checkpoint (``TokenizerSlot``) so a run directory alone is enough to generate te
 
 Every tokenizer reserves the same special tokens at ids 0..4 (``SPECIALS``), so a BERT
 and a GPT trained on the same corpus share ids.
+
+A third kind is read, not learned: ``data.tokenizer=PATH/tokenizer.json`` wraps a
+Hugging Face ``tokenizers`` file (``JsonTokenizer``; GPT-2's own, for fine-tuning its
+weights), with that file's ids and special tokens. Its spec keeps the whole file, so a
+run directory still samples after the folder is gone.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,6 +39,7 @@ from zoo.errors import UserError, choices
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
 SPECIALS: tuple[str, ...] = ("<pad>", "<unk>", "<cls>", "<sep>", "<mask>")
 TOKENIZERS = ("char", "bpe")
+JSON_HINT = "or a tokenizer.json path"
 
 
 class CharTokenizer:
@@ -191,7 +198,67 @@ def _merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     return out
 
 
-Tokenizer = CharTokenizer | ByteBPETokenizer
+class JsonTokenizer:
+    """A Hugging Face ``tokenizers`` file (``tokenizer.json``) behind the zoo's tokenizer
+    interface: ids, special tokens and pre-tokenization are the file's own (GPT-2's
+    byte-level BPE for a GPT-2 folder). Needs the optional ``tokenizers`` package."""
+
+    kind = "json"
+
+    def __init__(self, text: str, source: str = "tokenizer.json") -> None:
+        try:
+            from tokenizers import Tokenizer as _HF
+        except ImportError:
+            raise UserError("a tokenizer.json needs the optional package 'tokenizers': "
+                            "pip install -e \".[hf]\"") from None
+        try:
+            self.tok = _HF.from_str(text)
+        except Exception as e:  # noqa: BLE001 - the library raises its own untyped errors
+            raise UserError(f"cannot read {source} as a tokenizers file: "
+                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        self.text, self.source = text, source
+        self.byte_level = (json.loads(text).get("decoder") or {}).get("type") == "ByteLevel"
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> JsonTokenizer:
+        p = Path(str(path)).expanduser()
+        if p.is_dir():
+            p = p / "tokenizer.json"
+        if not p.is_file():
+            raise UserError(f"tokenizer file not found: {p}")
+        return cls(p.read_text(encoding="utf-8"), str(p))
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.tok.get_vocab_size(with_added_tokens=True))
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tok.encode(text, add_special_tokens=False).ids)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def token_lengths(self, size: int) -> list[int]:
+        """UTF-8 bytes each id stands for (byte-level files: one character of the token
+        per byte, GPT-2's byte alphabet; others: the bytes of the id decoded alone);
+        special tokens count 0."""
+        special = {t.content for t in self.tok.get_added_tokens_decoder().values() if t.special}
+        lens = []
+        for i in range(self.vocab_size):
+            token = self.tok.id_to_token(i)
+            if token is None or token in special:
+                lens.append(0)
+            elif self.byte_level:
+                lens.append(len(token))
+            else:
+                lens.append(len(self.tok.decode([i]).encode("utf-8")))
+        return (lens + [0] * size)[:size]
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "json": self.text}
+
+
+Tokenizer = CharTokenizer | ByteBPETokenizer | JsonTokenizer
 
 
 def tokenizer_from_spec(spec: dict[str, Any]) -> Tokenizer:
@@ -200,7 +267,35 @@ def tokenizer_from_spec(spec: dict[str, Any]) -> Tokenizer:
         return CharTokenizer(list(spec["chars"]), spec["specials"])
     if spec["kind"] == "bpe":
         return ByteBPETokenizer([tuple(m) for m in spec["merges"]], spec["specials"])
+    if spec["kind"] == "json":
+        return JsonTokenizer(spec["json"], "the checkpoint's tokenizer")
     raise UserError(f"unknown tokenizer kind '{spec['kind']}'; valid: {choices(TOKENIZERS)}")
+
+
+def tokenizer_json(tok: Tokenizer) -> str | None:
+    """The tokenizer as a ``tokenizers`` file with the same ids, or None where there is no
+    such form (the zoo's byte-level BPE pre-tokenizes and numbers bytes its own way). A
+    character tokenizer becomes a word-level vocabulary over single characters."""
+    if isinstance(tok, JsonTokenizer):
+        return tok.text
+    if not isinstance(tok, CharTokenizer):
+        return None
+    try:
+        from tokenizers import Regex, decoders, models, pre_tokenizers
+        from tokenizers import Tokenizer as _HF
+    except ImportError:
+        raise UserError("writing a tokenizer.json needs the optional package 'tokenizers': "
+                        "pip install -e \".[hf]\"") from None
+    vocab = {t: i for i, t in enumerate(tok.itos)}
+    hf = _HF(models.WordLevel(vocab, unk_token=tok.specials[tok.unk]))
+    hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    hf.decoder = decoders.Fuse()
+    hf.add_special_tokens(list(tok.specials))
+    return hf.to_str()
+
+
+def is_tokenizer_file(kind: str) -> bool:
+    return str(kind).endswith(".json") or Path(str(kind)).expanduser().is_dir()
 
 
 @functools.lru_cache(maxsize=8)
@@ -210,10 +305,28 @@ def _train_cached(kind: str, digest: str, vocab_size: int, text: str) -> Tokeniz
     return ByteBPETokenizer.train(text, vocab_size)
 
 
+@functools.lru_cache(maxsize=4)
+def _read_json_tokenizer(path: str, mtime: float) -> JsonTokenizer:
+    return JsonTokenizer.from_file(path)
+
+
 def build_tokenizer(kind: str, text: str, vocab_size: int) -> Tokenizer:
-    """Train a tokenizer of ``kind`` (char or bpe) with ``vocab_size`` ids on ``text``."""
+    """Train a tokenizer of ``kind`` (char or bpe) with ``vocab_size`` ids on ``text``, or
+    read ``kind`` as a ``tokenizer.json`` path (a folder means its tokenizer.json), whose
+    ids must fit in ``vocab_size``."""
+    if kind not in TOKENIZERS and is_tokenizer_file(kind):
+        p = Path(str(kind)).expanduser()
+        p = p / "tokenizer.json" if p.is_dir() else p
+        if not p.is_file():
+            raise UserError(f"tokenizer file not found: {p}")
+        tok = _read_json_tokenizer(str(p.resolve()), p.stat().st_mtime)
+        if tok.vocab_size > int(vocab_size):
+            raise UserError(f"{p} has {tok.vocab_size} ids but data.vocab_size={vocab_size}; "
+                            f"set data.vocab_size={tok.vocab_size}")
+        return tok
     if kind not in TOKENIZERS:
-        raise UserError(f"unknown tokenizer '{kind}'; valid choices: {choices(TOKENIZERS)}")
+        raise UserError(f"unknown tokenizer '{kind}'; valid choices: {choices(TOKENIZERS)} "
+                        f"{JSON_HINT}")
     digest = hashlib.sha1(text.encode("utf-8")).hexdigest()
     return _train_cached(kind, digest, int(vocab_size), text)
 
@@ -230,8 +343,9 @@ class TokenizerSlot(nn.Module):
     def get_extra_state(self) -> torch.Tensor:
         if self.spec is None:
             return torch.zeros(0, dtype=torch.uint8)
-        return torch.tensor(list(json.dumps(self.spec).encode("utf-8")), dtype=torch.uint8)
+        # a tokenizer.json spec is megabytes: through a buffer, not a Python list
+        return torch.frombuffer(bytearray(json.dumps(self.spec).encode("utf-8")), dtype=torch.uint8)
 
     def set_extra_state(self, state: torch.Tensor) -> None:
-        raw = bytes(state.cpu().tolist())
+        raw = state.cpu().numpy().tobytes()
         self.spec = json.loads(raw.decode("utf-8")) if raw else None

@@ -1,5 +1,12 @@
 """Checkpoints: full training state as state dicts and plain values, written atomically,
-read with ``torch.load(weights_only=True)``."""
+read with ``torch.load(weights_only=True)``.
+
+A ``trainer.strategy=fsdp`` run keeps the same ``last.pt`` of plain values, but its
+weights and optimizer states are a sharded ``torch.distributed.checkpoint`` (DCP)
+folder beside it (``last.pt`` names it under ``"sharded"``): each process writes its own
+shards, and a run resumes from them at any process count (DCP reshards on load).
+``best.pt`` of such a run holds the full weights, as every other run's does.
+"""
 
 from __future__ import annotations
 
@@ -42,8 +49,10 @@ def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
             pass
 
 
-def load(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a zoo checkpoint; a missing, truncated or foreign file raises CheckpointError."""
+def load(path: str | Path, map_location: Any = "cpu", full: bool = True) -> dict[str, Any]:
+    """Load a zoo checkpoint; a missing, truncated or foreign file raises CheckpointError.
+    The weights of a sharded checkpoint are read whole into ``"model"`` unless ``full``
+    is false (the trainer loads the shards itself)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -54,7 +63,117 @@ def load(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise CheckpointError(f"{path} is not a zoo checkpoint (no 'model' state)")
+    if ckpt.get("sharded") and full:
+        ckpt["model"] = {**read_sharded_weights(path.parent / ckpt["sharded"]),
+                         **(ckpt.get("extra_states") or {})}
     return ckpt
+
+
+# --------------------------------------------------------------------------- sharded (FSDP)
+def _dcp_dir(folder: Path) -> Path:
+    if not (folder / ".metadata").is_file():
+        raise CheckpointError(f"sharded checkpoint {folder} is missing or incomplete "
+                              f"(no .metadata file)")
+    return folder
+
+
+def save_sharded(folder: str | Path, model: torch.nn.Module,
+                 optimizers: dict[str, torch.optim.Optimizer]) -> None:
+    """Every rank writes its shards of the weights and of each optimizer's state
+    (collective; without a process group one process writes everything)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    state = {"model": _tensors_only(get_model_state_dict(model)),
+             "optimizers": {k: get_optimizer_state_dict(model, opt) for k, opt in optimizers.items()}}
+    dcp.save(state, checkpoint_id=str(folder), no_dist=not _dist_ready())
+
+
+def load_sharded(folder: str | Path, model: torch.nn.Module,
+                 optimizers: dict[str, torch.optim.Optimizer]) -> None:
+    """Load a sharded checkpoint into ``model`` and ``optimizers`` as they are now laid
+    out (sharded over any number of ranks, or whole in one process)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    folder = _dcp_dir(Path(folder))
+    state = {"model": _tensors_only(get_model_state_dict(model)),
+             "optimizers": {k: get_optimizer_state_dict(model, opt) for k, opt in optimizers.items()}}
+    try:
+        dcp.load(state, checkpoint_id=str(folder), no_dist=not _dist_ready())
+    except Exception as e:  # noqa: BLE001 - a missing key or shard: a damaged or foreign folder
+        raise CheckpointError(f"cannot read sharded checkpoint {folder}: "
+                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    set_model_state_dict(model, state["model"], options=StateDictOptions(strict=False))
+    for k, opt in optimizers.items():
+        set_optimizer_state_dict(model, opt, state["optimizers"][k])
+
+
+def read_sharded_weights(folder: str | Path) -> dict[str, Any]:
+    """The full weights of a sharded checkpoint, in one process (no process group):
+    what ``evaluate.py`` and ``predict.py`` load."""
+    # what torch's own dcp_to_torch_save does, without the file in between
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.default_planner import _EmptyStateDictLoadPlanner
+    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
+
+    folder = _dcp_dir(Path(folder))
+    out: dict[str, Any] = {}
+    try:
+        _load_state_dict(out, storage_reader=FileSystemReader(str(folder)),
+                         planner=_EmptyStateDictLoadPlanner(keys={"model"}), no_dist=True)
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f"cannot read sharded checkpoint {folder}: "
+                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return dict(out.get("model", {}))
+
+
+def full_weights(model: torch.nn.Module) -> dict[str, Any]:
+    """The whole ``state_dict`` of a sharded model on rank 0, on the CPU (collective;
+    other ranks get an empty dict)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True,
+                                                                cpu_offload=True))
+
+
+def _tensors_only(state: dict[str, Any]) -> dict[str, Any]:
+    # A module's extra state (a tokenizer) changes size as it fills: it is kept whole in
+    # last.pt (``extra_states``), not as shards of a fixed shape.
+    return {k: v for k, v in state.items() if not k.endswith("_extra_state")}
+
+
+def extra_states(model: torch.nn.Module) -> dict[str, Any]:
+    """The ``_extra_state`` entries of ``model.state_dict()`` (modules that define
+    ``get_extra_state``), without gathering any weight."""
+    out = {}
+    for name, m in model.named_modules():
+        if type(m).get_extra_state is not torch.nn.Module.get_extra_state:
+            out[f"{name}._extra_state" if name else "_extra_state"] = m.get_extra_state()
+    return out
+
+
+def load_extra_states(model: torch.nn.Module, states: dict[str, Any]) -> None:
+    modules = dict(model.named_modules())
+    for key, value in states.items():
+        name = key[: -len("._extra_state")] if key != "_extra_state" else ""
+        if name in modules:
+            modules[name].set_extra_state(value)
+
+
+def _dist_ready() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
 
 
 def rng_state() -> dict[str, Any]:
@@ -151,8 +270,11 @@ def init_weights(model: torch.nn.Module, path: str | Path) -> list[str]:
 
     Weights under a shared name with another shape are an error (they are listed), and so
     is a checkpoint that shares no weight at all with the model: silently training from
-    scratch is not what ``init_from`` asks for."""
-    ckpt = load(path)
+    scratch is not what ``init_from`` asks for. A transformers folder (``config.json`` +
+    ``model.safetensors``) is read through ``zoo.interop``."""
+    from zoo import interop
+
+    ckpt = {"model": interop.folder_state(path, model)} if interop.is_folder(path) else load(path)
     fit = compare_weights(model, ckpt["model"])
     if fit["shape_mismatch"]:
         raise CheckpointError(f"init_from {path}: {_mismatch_text({**fit, 'missing': [], 'unexpected': []})}")

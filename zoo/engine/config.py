@@ -21,6 +21,7 @@ import difflib
 import importlib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,39 +37,167 @@ _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 _PLAIN_INTERPOLATION = re.compile(r"\$\{[A-Za-z0-9_.\[\]]+\}")
 
 
+# The configs shipped inside the package, as Hydra names them: found through the import
+# system, so an installed wheel composes from any directory (a checkout has ./configs
+# linking to the same folder).
+PACKAGE_CONFIGS = "pkg://zoo.configs"
+# A folder holding its own root config is a whole config tree (a fork's, the tests'):
+# it replaces the shipped configs instead of adding to them.
+_ROOT_CONFIGS = ("train.yaml", "solve.yaml")
+
+
+@dataclass(frozen=True)
+class Configs:
+    """Where configs come from: one primary tree (the shipped ``pkg://zoo.configs``, or
+    a folder) and a person's own folders appended after it on Hydra's search path. Their
+    ``model/``, ``data/``, ``experiment/``, ... files add choices next to the shipped
+    ones; a name the primary tree already has is a mistake (Hydra would silently take
+    the first), not an override."""
+
+    primary: str = PACKAGE_CONFIGS
+    extra: tuple[str, ...] = ()
+
+    def with_dirs(self, dirs: list[str] | tuple[str, ...]) -> Configs:
+        """These folders added (``--config-dir DIR``, ``$ZOO_CONFIG_DIR``); a folder with
+        its own ``train.yaml`` replaces the primary tree instead."""
+        primary, extra = self.primary, list(self.extra)
+        for d in dirs:
+            path = Path(d).expanduser()
+            if not path.is_dir():
+                raise UserError(f"config dir {d} does not exist (or is not a folder)")
+            url = f"file://{path.resolve()}"
+            if any((path / name).is_file() for name in _ROOT_CONFIGS):
+                primary, extra = url, [e for e in extra if e != url]
+            elif url != primary and url not in extra:
+                extra.append(url)
+        return Configs(primary, tuple(e for e in extra if e != primary))
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (self.primary, *self.extra)
+
+
 def default_config_dir() -> Path:
-    """``configs/`` beside the entry scripts (the repository root), or $ZOO_CONFIG_DIR."""
-    env = os.environ.get("ZOO_CONFIG_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "configs"
+    """The folder of the shipped configs (``zoo/configs/``), or $ZOO_CONFIG_DIR's tree."""
+    env = [d for d in os.environ.get("ZOO_CONFIG_DIR", "").split(os.pathsep) if d]
+    if env and any((Path(env[0]) / n).is_file() for n in _ROOT_CONFIGS):
+        return Path(env[0])
+    return Path(__file__).resolve().parents[1] / "configs"
 
 
-def list_group(config_dir: Path, group: str) -> list[str]:
-    d = Path(config_dir) / group
-    if not d.is_dir():
-        return []
-    return sorted(p.stem for p in d.glob("*.yaml"))
+def default_configs() -> Configs:
+    """The shipped configs plus the folders of $ZOO_CONFIG_DIR (``os.pathsep``-separated)."""
+    env = [d for d in os.environ.get("ZOO_CONFIG_DIR", "").split(os.pathsep) if d]
+    return Configs().with_dirs(env)
+
+
+def as_configs(where: Configs | Path | str | None) -> Configs:
+    """A :class:`Configs` for what callers pass: None (the defaults), a folder (a whole
+    config tree, as tests and benchmarks pass) or a ``pkg://``/``file://`` URL."""
+    if where is None:
+        return default_configs()
+    if isinstance(where, Configs):
+        return where
+    text = str(where)
+    if text.startswith(("pkg://", "file://")):
+        return Configs(text)
+    return Configs(f"file://{Path(text).resolve()}")
+
+
+def _entries(source: str, group: str) -> list[str]:
+    """The config names of ``group`` in one source (``NAME.yaml`` files)."""
+    if source.startswith("pkg://"):
+        from importlib import resources
+
+        try:
+            folder = resources.files(source[len("pkg://"):].replace("/", "."))
+            for part in group.split("/"):
+                folder = folder / part
+            items = list(folder.iterdir()) if folder.is_dir() else []
+        except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(i.name[:-5] for i in items if i.name.endswith(".yaml") and i.is_file())
+    d = Path(source.removeprefix("file://")) / group
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def list_group(config_dir: Configs | Path | str | None, group: str) -> list[str]:
+    """Every choice of ``group`` (``model``, ``data``, ...) over all the config sources."""
+    names: set[str] = set()
+    for source in as_configs(config_dir).sources:
+        names.update(_entries(source, group))
+    return sorted(names)
+
+
+def list_group_by_source(config_dir: Configs | Path | str | None,
+                         group: str) -> list[tuple[str, list[str]]]:
+    """``[(source, names)]`` for each source that has choices of ``group``."""
+    out = []
+    for source in as_configs(config_dir).sources:
+        names = _entries(source, group)
+        if names:
+            out.append((source, names))
+    return out
+
+
+def check_added_configs(configs: Configs) -> None:
+    """An added folder may not reuse a name the primary tree has: Hydra takes the first
+    match on its search path, so the person's file would be silently ignored."""
+    for source in configs.extra:
+        folder = Path(source[len("file://"):])
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+            clash = sorted(set(_entries(source, sub.name)) & set(_entries(configs.primary, sub.name)))
+            if clash:
+                raise UserError(f"config dir {folder}: {sub.name}/{clash[0]}.yaml has the name of "
+                                f"a shipped config, which Hydra would use instead; rename it")
+
+
+def hydra_search_path(configs: Configs) -> Any:
+    """Hydra's search path: its own configs, the primary tree, the installed plugins'
+    configs, then the added folders (before the structured configs)."""
+    from hydra._internal.utils import create_config_search_path
+
+    search_path = create_config_search_path(configs.primary)
+    if configs.extra:
+        entries = search_path.get_path()
+        schema = entries.pop(-1) if entries and entries[-1].provider == "schema" else None
+        for source in configs.extra:
+            search_path.append("zoo config dir", source)
+        if schema is not None:
+            search_path.append(schema.provider, schema.path)
+    return search_path
+
+
+def initialize_hydra(configs: Configs, job_name: str = "app") -> Any:
+    """Set up Hydra's global state for ``configs`` (what ``initialize_config_dir`` does,
+    with the zoo's search path); returns the ``Hydra`` object. Callers clear it after."""
+    from hydra import version
+    from hydra._internal.hydra import Hydra
+
+    version.setbase(None)
+    check_added_configs(configs)
+    return Hydra.create_main_hydra2(job_name, hydra_search_path(configs))
 
 
 # --------------------------------------------------------------------------- composing
-def compose(config_dir: Path, config_name: str, overrides: list[str],
+def compose(config_dir: Configs | Path | str | None, config_name: str, overrides: list[str],
             check: bool = True) -> DictConfig:
     """Compose ``config_name`` with command-line ``overrides``; raise UserError on mistakes.
 
     With ``check`` (the default) the result has passed :func:`prepare`. The returned
-    config still holds the ``hydra`` node (run dir, group choices).
+    config still holds the ``hydra`` node (run dir, group choices). ``config_dir`` is a
+    :class:`Configs`, a whole config tree's folder, or None: the shipped configs plus
+    $ZOO_CONFIG_DIR's folders.
     """
-    cfg = _hydra_compose(config_dir, config_name, overrides)
+    cfg = _hydra_compose(as_configs(config_dir), config_name, overrides)
     if check:
         prepare(cfg)
     return cfg
 
 
-def _hydra_compose(config_dir: Path, config_name: str, overrides: list[str],
+def _hydra_compose(config_dir: Configs, config_name: str, overrides: list[str],
                    suggest: bool = True) -> DictConfig:
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -76,8 +205,8 @@ def _hydra_compose(config_dir: Path, config_name: str, overrides: list[str],
     _check_group_choices(config_dir, overrides)
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base=None):
-            cfg = hydra_compose(config_name, overrides=overrides, return_hydra_config=True)
+        initialize_hydra(config_dir)
+        cfg = hydra_compose(config_name, overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         msg = _one_line(e)
         m = re.match(r"bad override: no key '([^']+)'", msg)
@@ -92,7 +221,7 @@ def _hydra_compose(config_dir: Path, config_name: str, overrides: list[str],
     return cfg
 
 
-def _closest_key(config_dir: Path, config_name: str, overrides: list[str], key: str) -> str:
+def _closest_key(config_dir: Configs, config_name: str, overrides: list[str], key: str) -> str:
     """The existing key nearest to a mistyped ``key`` (composed without that override)."""
     rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
     try:
@@ -107,7 +236,7 @@ def _closest_key(config_dir: Path, config_name: str, overrides: list[str], key: 
     return f"{parent + '.' if parent else ''}{close[0]}" if close else ""
 
 
-def _check_group_choices(config_dir: Path, overrides: list[str]) -> None:
+def _check_group_choices(config_dir: Configs, overrides: list[str]) -> None:
     """Unknown model/data/... names get a message that lists the valid ones."""
     for ov in overrides:
         if "=" not in ov:
@@ -348,7 +477,7 @@ def _instantiate(value: Any, where: str) -> Any:
 
 
 # --------------------------------------------------------------------------- --cfg
-def print_config(config_dir: Path, argv: list[str]) -> int:
+def print_config(config_dir: Configs | Path | None, argv: list[str]) -> int:
     """``--cfg job|all|hydra [--resolve] key=value ...``: print the composed config (Hydra's
     convention) without training."""
     args = list(argv)

@@ -1,4 +1,13 @@
-"""torchrun support: process group set-up, rank helpers and the two samplers.
+"""torchrun support: process group set-up, rank helpers, the two samplers, and the
+two ways of spreading a model over processes (``trainer.strategy``).
+
+``ddp`` (default): every process holds the whole model; DDP all-reduces gradients.
+BatchNorm statistics stay per process unless ``trainer.sync_batchnorm`` converts the
+layers to ``nn.SyncBatchNorm`` (CUDA only: torch's SyncBatchNorm has no CPU kernel).
+``fsdp``: PyTorch's FSDP2 (``fully_shard``) shards weights, gradients and optimizer
+state over the processes, one unit per block the model names in ``fsdp_units()`` plus
+the rest of the model as the root unit; its checkpoints are sharded
+(``zoo.engine.checkpoint.save_sharded``) and resume at another process count.
 
 Training uses ``EpochSampler``: a seeded permutation per epoch, split over ranks, that
 can start mid-epoch (exact resume). Evaluation uses ``ShardSampler``: contiguous,
@@ -118,6 +127,37 @@ def exit_worker(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+STRATEGIES = ("ddp", "fsdp")
+
+
+def convert_sync_batchnorm(model: torch.nn.Module) -> int:
+    """Replace every BatchNorm layer of ``model`` by ``nn.SyncBatchNorm`` in place (the
+    same parameter and buffer objects, so optimizers stay valid and state-dict keys, hence
+    checkpoints, do not change). Returns how many layers were converted."""
+    bn = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
+    n = sum(isinstance(m, bn) for m in model.modules())
+    if n and torch.nn.SyncBatchNorm.convert_sync_batchnorm(model) is not model:
+        raise ValueError("convert_sync_batchnorm: the model is a bare BatchNorm layer")
+    return n
+
+
+def fully_shard_model(root: torch.nn.Module, units: list[torch.nn.Module],
+                      device: torch.device, mixed: torch.dtype | None = None) -> None:
+    """FSDP2 over all ranks: each of ``units`` is one sharded unit (gathered just before
+    its forward, freed after), then ``root`` (whose forward every step passes through)
+    takes the parameters no unit holds. Parameters become DTensors in place, so
+    optimizers must be built after this."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mesh = init_device_mesh(device.type, (world_size(),))
+    policy = MixedPrecisionPolicy(param_dtype=mixed, reduce_dtype=torch.float32) \
+        if mixed is not None else MixedPrecisionPolicy()
+    for unit in units:
+        fully_shard(unit, mesh=mesh, mp_policy=policy)
+    fully_shard(root, mesh=mesh, mp_policy=policy)
 
 
 class EpochSampler(Sampler[int]):

@@ -30,10 +30,12 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, evaluator: Any, device:
              amp: torch.dtype | None = None, limit_batches: int | None = None,
              on_first_batch: Callable[[Any, Any], None] | None = None,
              progress: bool = False, desc: str = "eval",
-             keep_predictions: list | None = None) -> dict[str, Any]:
+             keep_predictions: list | None = None,
+             predict: Callable[[Any], Any] | None = None) -> dict[str, Any]:
     """Run ``model.predict`` over ``loader`` and return ``evaluator.compute()`` (same on every rank).
 
     ``keep_predictions``, if given, receives ``(predictions, batch)`` pairs moved to the CPU.
+    ``predict`` replaces ``model.predict`` (a sharded model predicts through its FSDP root).
     """
     was_training = model.training
     model.eval()
@@ -48,7 +50,7 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, evaluator: Any, device:
             break
         batch = to_device(batch, device, non_blocking=device.type == "cuda")
         with autocast(device, amp):
-            preds = model.predict(batch)
+            preds = model.predict(batch) if predict is None else predict(batch)
         preds = _float32(preds)
         evaluator.update(preds, batch)
         if i == 0 and on_first_batch is not None:

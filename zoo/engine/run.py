@@ -116,7 +116,8 @@ RESUME_MAY_CHANGE = (
     "trainer.log_every", "trainer.patience", "trainer.progress", "trainer.device",
     "trainer.max_time", "trainer.limit_val_batches", "trainer.interrupt_at",
     "trainer.on_nonfinite", "trainer.compile",
-    "data.eval_batch_size", "data.num_workers", "data.root", "logger.",
+    "data.eval_batch_size", "data.num_workers", "data.persistent_workers",
+    "data.prefetch_factor", "data.root", "logger.",
 )
 # Changing one of these may turn a finished run into one with more to do.
 LENGTH_KEYS = ("trainer.max_steps", "trainer.max_epochs", "trainer.patience", "trainer.max_time")
@@ -155,6 +156,10 @@ def new_config(config_dir: Path, overrides: list[str]) -> tuple[DictConfig, Path
     del cfg["hydra"]
     cfg.run_info = {"choices": choices, "overrides": list(overrides),
                     "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    from zoo import interop
+
+    if cfg.get("init_from") and interop.is_folder(cfg.init_from):
+        print("\n".join(interop.adopt_folder_config(cfg)))  # the folder fixes the architecture
     resolve(cfg)
     return cfg, run_dir, explicit
 

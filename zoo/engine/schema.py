@@ -62,6 +62,8 @@ class Trainer:
     max_time: float | None = key(gt=0)
     progress: bool = key()
     channels_last: bool = key()
+    strategy: Literal["ddp", "fsdp"] = key()
+    sync_batchnorm: bool = key()
     apply_last: bool | None = key()  # read from run directories written before the debug group
 
 
@@ -104,6 +106,8 @@ class DataLoader:
     batch_size: int = key(ge=1)
     eval_batch_size: int | None = key(ge=1)
     num_workers: int = key(ge=0)
+    persistent_workers: bool = key()
+    prefetch_factor: int | None = key(ge=1)
 
 
 @dataclass

@@ -390,7 +390,20 @@ def _no_sync(wrapped: nn.Module | None) -> contextlib.AbstractContextManager:
     """DDP's ``no_sync`` of the wrapper, looking through a torch.compile wrapper."""
     from torch.nn.parallel import DistributedDataParallel as DDP
 
+    from torch.distributed.fsdp import FSDPModule
+
     inner = wrapped
     if isinstance(inner, torch._dynamo.eval_frame.OptimizedModule):
         inner = inner._orig_mod
+    if isinstance(inner, FSDPModule):  # FSDP2: keep unsharded gradients, reduce-scatter once
+        return _fsdp_no_sync(inner)
     return inner.no_sync() if isinstance(inner, DDP) else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _fsdp_no_sync(module: Any) -> Iterator[None]:
+    module.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        module.set_requires_gradient_sync(True)

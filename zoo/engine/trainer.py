@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from zoo.engine import checkpoint as C
 from zoo.engine import distributed as D
+from zoo.engine import loader as L
 from zoo.engine.cadence import BestTracker, Cadence, Plan
 from zoo.engine.config import build
 from zoo.engine.ema import ModelEMA
@@ -89,6 +90,25 @@ class Trainer:
                 self._init_from(cfg.init_from)
             self.model.on_train_start(self.data, str(self.run_dir))
 
+        # trainer.strategy: an fsdp run writes sharded checkpoints at any process count;
+        # its model is sharded only when there are several processes.
+        self.sharded = t.get("strategy", "ddp") == "fsdp"
+        self.fsdp = self.sharded and D.is_dist()
+        if self.sharded and t.ema:
+            raise UserError("trainer.ema is not supported with trainer.strategy=fsdp "
+                            "(the average would need the whole model on every process)")
+        if t.get("sync_batchnorm") and D.is_dist() and not self.sharded:
+            if self.device.type != "cuda":
+                raise UserError("trainer.sync_batchnorm=true needs CUDA devices: torch's "
+                                "SyncBatchNorm has no CPU kernel (set trainer.sync_batchnorm=false)")
+            D.convert_sync_batchnorm(self.model)
+        self.step_module: nn.Module | None = None
+        if self.fsdp:
+            # the root unit is the step wrapper: every forward (training and prediction)
+            # enters through it, so FSDP gathers the root's parameters first
+            self.step_module = StepModule(self.model)
+            D.fully_shard_model(self.step_module, list(self.model.fsdp_units()), self.device)
+
         self.groups = self.model.optimizer_groups()
         self.optimizers = build_optimizers(self.groups, cfg.optim, self.device) if self.groups else {}
         # A grouped model without optimizer groups is fitted in closed form: no steps.
@@ -126,8 +146,8 @@ class Trainer:
         self._done_position = (self.epoch, self.batch_in_epoch)  # of the last completed step
         self._saved_step: int | None = self.step if self.resume else None
 
-        wrapped: nn.Module | None = None
-        if D.is_dist() and self.optimizers:
+        wrapped: nn.Module | None = self.step_module
+        if D.is_dist() and self.optimizers and not self.fsdp:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             wrapped = DDP(StepModule(self.model),
@@ -144,21 +164,11 @@ class Trainer:
 
     def _train_loader(self) -> DataLoader:
         ds = self.data.dataset("train")
-        n = len(ds)
-        if n == 0:
+        if len(ds) == 0:
             raise UserError("the training split is empty")
-        self.sampler = D.EpochSampler(n, shuffle=bool(self.data.shuffle),
-                                      seed=int(self.cfg.seed), rank=D.rank(), world=D.world_size())
-        per_rank = len(self.sampler)
-        bs = self.data.batch_size
-        drop_last = per_rank > bs
-        self.batches_per_epoch = per_rank // bs if drop_last else -(-per_rank // bs)
-        # A separate generator: creating a loader iterator must not draw from the global RNG,
-        # or a run resumed mid-epoch would diverge from one never stopped.
-        gen = torch.Generator().manual_seed(int(self.cfg.seed))
-        return DataLoader(ds, batch_size=bs, sampler=self.sampler, num_workers=self.data.num_workers,
-                          collate_fn=self.data.collate_fn, pin_memory=self.device.type == "cuda",
-                          drop_last=drop_last, generator=gen, persistent_workers=False)
+        loader, self.sampler, self.batches_per_epoch = L.train_loader(
+            self.data, ds, seed=int(self.cfg.seed), device=self.device)
+        return loader
 
     def _init_from(self, path: str) -> None:
         lines = C.init_weights(self.model, path)
@@ -167,10 +177,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
+        """The checkpoint. In a sharded run the weights and optimizer states are written
+        by ``save`` as shards, and this holds the plain values."""
         return {
             "format": C.FORMAT_VERSION,
-            "model": self.model.state_dict(),
-            "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
+            "model": None if self.sharded else self.model.state_dict(),
+            "optimizers": {} if self.sharded else {k: v.state_dict() for k, v in self.optimizers.items()},
             "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "ema": self.ema.state_dict() if self.ema else None,
@@ -182,28 +194,67 @@ class Trainer:
             "train_time": self.train_time, "validations": self.validations,
             "last_val_step": self.last_val_step,
             "rng": C.rng_state(),
+            **({"world_size": D.world_size()} if self.sharded else {}),
         }
 
     def save(self, name: str, state: dict[str, Any] | None = None) -> None:
+        if self.sharded and state is None:
+            state = self._sharded_state(name)
         if D.is_main():
             C.save_atomic(state if state is not None else self.state(), self.ckpt_dir / name)
+            if self.sharded and state.get("sharded"):
+                for old in self.ckpt_dir.glob(f"{Path(name).stem}.dcp.*"):
+                    if old.name != state["sharded"]:
+                        _remove_tree(old)
         if name == "last.pt":
             self._saved_step = self.step
+
+    def _sharded_state(self, name: str) -> dict[str, Any]:
+        """Write the shards of ``name`` (every rank, into a folder of its own step), and
+        return the plain state that names it. ``last.pt`` is replaced only after the
+        whole folder exists, so it always names a complete one."""
+        state = self.state()
+        folder = None
+        if D.is_main():  # a new name, never the folder the current last.pt names
+            folder, k = f"{Path(name).stem}.dcp.{self.step}", 1
+            while (self.ckpt_dir / folder).exists():
+                folder, k = f"{Path(name).stem}.dcp.{self.step}-{k}", k + 1
+        folder = D.broadcast_object(folder)
+        C.save_sharded(self.ckpt_dir / folder, self.model, self.optimizers)
+        D.barrier()
+        state["sharded"] = folder
+        state["extra_states"] = C.extra_states(self.model)
+        return state
 
     def _save_best(self) -> None:
         state = self.state()
         if self.ema:  # best.pt holds the weights that were validated
             state["model"] = self.ema.model_state(self.model)
+        if self.sharded:  # whole weights (collective), as any run's best.pt
+            state["model"] = C.full_weights(self.model) if self.fsdp else self.model.state_dict()
         self.save("best.pt", state)
 
     def _load_last(self) -> None:
-        ckpt = C.load(self.ckpt_dir / "last.pt")
-        C.load_model_state(self.model, ckpt["model"], self.ckpt_dir / "last.pt")
-        missing = set(self.optimizers) ^ set(ckpt["optimizers"])
+        ckpt = C.load(self.ckpt_dir / "last.pt", full=False)
+        if bool(ckpt.get("sharded")) != self.sharded:
+            raise UserError("cannot resume: the checkpoint was written with trainer.strategy="
+                            f"{'fsdp' if ckpt.get('sharded') else 'ddp'} and this run uses "
+                            f"{'fsdp' if self.sharded else 'ddp'}")
+        if self.sharded:  # any process count: DCP reshards the saved shards onto this one
+            C.load_sharded(self.ckpt_dir / ckpt["sharded"], self.model, self.optimizers)
+            C.load_extra_states(self.model, ckpt.get("extra_states") or {})
+            saved_world = int(ckpt.get("world_size", D.world_size()))
+            if saved_world != D.world_size() and D.is_main():
+                print(f"resuming a run saved by {saved_world} processes on {D.world_size()}: "
+                      f"the rest of epoch {ckpt['epoch']} is split over the new processes",
+                      flush=True)
+        else:
+            C.load_model_state(self.model, ckpt["model"], self.ckpt_dir / "last.pt")
+        missing = set() if self.sharded else set(self.optimizers) ^ set(ckpt["optimizers"])
         if missing:
             raise UserError(f"cannot resume: the checkpoint's optimizer groups "
                             f"{sorted(ckpt['optimizers'])} differ from the model's {sorted(self.optimizers)}")
-        for k, opt in self.optimizers.items():
+        for k, opt in ({} if self.sharded else self.optimizers).items():
             opt.load_state_dict(ckpt["optimizers"][k])
         for k, s in self.schedulers.items():
             saved = ckpt["schedulers"][k]
@@ -236,7 +287,8 @@ class Trainer:
 
         with self.ema.swapped() if self.ema else contextlib.nullcontext():
             metrics = evaluate(self.model, loader, self.evaluator, self.device, self.amp,
-                               limit_batches=self.t.limit_val_batches, on_first_batch=pictures)
+                               limit_batches=self.t.limit_val_batches, on_first_batch=pictures,
+                               predict=self._sharded_predict if self.fsdp else None)
         self.validations += 1
         self.last_val_step = self.step
         nums = flat_numbers(metrics)
@@ -244,6 +296,10 @@ class Trainer:
         self.logger.scalars({f"val/{k}": v for k, v in nums.items()}, self.step)
         self.tracker.update(nums, self.step)  # writes best.pt when the monitor improved
         return metrics
+
+    def _sharded_predict(self, batch: Any) -> Any:
+        # through the FSDP root, which gathers the parameters no block unit holds
+        return self.step_module(self.model.predict, batch)
 
     def _validate_and_report(self, bar: Any) -> None:
         metrics = self.validate()
@@ -295,6 +351,7 @@ class Trainer:
         finally:
             for sig, h in previous.items():
                 signal.signal(sig, h)
+            L.shutdown(getattr(self, "train_loader", None))
 
     def _fit(self) -> dict[str, Any]:
         if self.closed_form:  # nothing to step: validate and save once
@@ -385,13 +442,15 @@ class Trainer:
         are read together by all ranks at sync points only (no collective per step)."""
         signalled = self._stop_signal is not None
         time_up = self._max_time is not None and self.train_time >= self._max_time
+        if self._interrupt_at is not None and self.step == self._interrupt_at:
+            return INTERRUPTED  # the same step on every rank: no collective needed
         if D.is_dist():
             if not plan.needs_host:
                 return None
             signalled, time_up = D.all_reduce_flags([signalled, time_up])
             if signalled and self._stop_signal is None:
                 self._stop_signal = 0  # another rank was signalled
-        if signalled or (self._interrupt_at is not None and self.step == self._interrupt_at):
+        if signalled:
             return INTERRUPTED
         return TIME_UP if time_up else None
 
@@ -455,6 +514,8 @@ class Trainer:
         stepper = self.stepper
         if stepper is None or stepper.applied:  # a half-applied step: keep the file on disk
             return kept
+        if self.sharded and D.is_dist():  # writing shards needs every rank, which may be gone
+            return kept
         try:
             stepper.resolve(local=True)
         except NonFinite:
@@ -492,6 +553,12 @@ class Trainer:
         else:
             self.logger.close()
         return summary
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _say(bar: Any, msg: str) -> None:

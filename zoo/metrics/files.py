@@ -4,7 +4,7 @@ Detection (COCO formats)::
 
     python evaluate.py task=detection gt=instances.json predictions=results.json \\
         [iou_type=bbox|segm|keypoints] [protocol=coco|voc07|voc12|voc07_devkit|all] [sigmas=0.05,...] \\
-        [backend=faster_coco_eval|pycocotools] [output=PATH]
+        [backend=faster_coco_eval|pycocotools] [output=PATH] [plots=true|false]
 
 ``gt`` is a COCO instances file (``images``, ``annotations``, ``categories``);
 ``predictions`` the COCO results list (``image_id``, ``category_id``, ``score`` and
@@ -24,23 +24,33 @@ each is a single-channel (grey or palette) PNG of class indices.
 Both print a table and write ``metrics.json`` (to ``output``: a ``.json`` path, or a
 folder; default beside the predictions) and PNG plots beside it. Unreadable or
 mismatched inputs raise ``UserError`` with one line.
+
+Scoring COCO files is what many people run most, so that path is light: it imports
+neither torch nor the task registry (which imports every task and torch) nor
+matplotlib until the numbers are printed and written; json is parsed by orjson when
+it is installed (several times faster than the standard library; the standard
+library reads what orjson refuses, NaN literals, and words the errors).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from zoo.errors import UserError, choices
 
-# Kept for callers that list the keys; the task registry (zoo.tasks) is what dispatches.
-DETECTION_KEYS = {"task", "gt", "predictions", "iou_type", "protocol", "output", "sigmas", "backend"}
+# The keys of each task's file mode (the task's own ``file_options`` plus ``task``).
+DETECTION_KEYS = {"task", "gt", "predictions", "iou_type", "protocol", "output", "sigmas", "backend",
+                  "plots"}
 SEGMENTATION_KEYS = {"task", "gt", "predictions", "num_classes", "ignore_index", "class_names", "output"}
+# Tasks scored here without importing the task registry: {task: (keys, required keys)}.
+# The registry's Task.file_options say the same (a test holds them equal).
+LIGHT_FILE_TASKS = {"detection": (DETECTION_KEYS, ("gt", "predictions"))}
 
 
 def evaluate_files(options: dict[str, str]) -> dict[str, Any]:
@@ -48,35 +58,94 @@ def evaluate_files(options: dict[str, str]) -> dict[str, Any]:
 
     ``options["task"]`` names a task of ``zoo.tasks`` that scores files (its
     ``file_options`` are the valid keys, its ``score_files`` reads and scores them)."""
-    from zoo.tasks import all_tasks, get_task
-
     name = options.get("task")
-    scorers = [t.name for t in all_tasks() if t.file_options]
-    if name not in scorers:
-        raise UserError(f"unknown task '{name}'; valid tasks: {choices(scorers)}")
-    task = get_task(name)
-    allowed = {"task", *task.file_options}
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise UserError(f"unknown option '{unknown[0]}' for task={name}; valid options: {choices(allowed)}")
-    for key, opt in task.file_options.items():
-        if opt.required and not options.get(key):
-            raise UserError(f"task={name} needs {key}=PATH" if key in ("gt", "predictions")
-                            else f"task={name} needs {opt.usage(key)}")
-    metrics, plotter = task.score_files(options)
-    out = _output_path(options)
-    from zoo.engine.utils import format_table, write_json
+    if name in LIGHT_FILE_TASKS:
+        keys, required = LIGHT_FILE_TASKS[name]
+        _check_keys(name, options, keys)
+        for key in required:
+            if not options.get(key):
+                raise UserError(f"task={name} needs {key}=PATH")
+        metrics, plotter = _detection(options)
+    else:
+        from zoo.tasks import all_tasks, get_task
 
+        scorers = [t.name for t in all_tasks() if t.file_options]
+        if name not in scorers:
+            raise UserError(f"unknown task '{name}'; valid tasks: {choices(scorers)}")
+        task = get_task(name)
+        _check_keys(name, options, {"task", *task.file_options})
+        for key, opt in task.file_options.items():
+            if opt.required and not options.get(key):
+                raise UserError(f"task={name} needs {key}=PATH" if key in ("gt", "predictions")
+                                else f"task={name} needs {opt.usage(key)}")
+        metrics, plotter = task.score_files(options)
+    out = _output_path(options)
     result = {"task": name, "gt": str(Path(options["gt"])), "predictions": str(Path(options["predictions"])),
               **metrics}
-    write_json(out, result)
-    plots = plotter(out.parent)
-    print(format_table(metrics, f"{name}: {options['predictions']}"))
+    write_metrics(out, result)
+    # The numbers first: drawing (matplotlib) comes after they are printed and written.
+    print(format_numbers(metrics, f"{name}: {options['predictions']}"))
     print(_per_class_table(metrics.get("per_class", {})))
     if metrics.get("absent_classes"):
         print(f"absent everywhere (left out of the means): {', '.join(metrics['absent_classes'])}")
-    print(f"wrote {out}" + "".join(f", {p.name}" for p in plots))
+    print(f"wrote {out}", end="", flush=True)
+    plots = plotter(out.parent)
+    print("".join(f", {p.name}" for p in plots))
     return result
+
+
+def _check_keys(name: str, options: dict[str, str], allowed: set[str]) -> None:
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise UserError(f"unknown option '{unknown[0]}' for task={name}; valid options: {choices(allowed)}")
+
+
+# zoo.engine.utils' write_json and format_table, without importing torch (that module
+# does, for its tensor cases; file scoring has no tensors).
+def _plain(o: Any) -> Any:
+    if isinstance(o, dict):
+        return {str(k): _plain(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_plain(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _plain(o.tolist())
+    if isinstance(o, (np.floating, np.integer, np.bool_)):
+        o = o.item()
+    if isinstance(o, float) and not math.isfinite(o):
+        return None  # strict JSON
+    if isinstance(o, Path):
+        return str(o)
+    if o is None or isinstance(o, (str, int, float, bool)):
+        return o
+    if hasattr(o, "tolist"):  # a tensor from a task that scored files with torch
+        return _plain(o.tolist())
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_metrics(path: str | Path, obj: Any) -> None:
+    """JSON with NaN written as null (strict JSON), atomically (as ``write_json``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_plain(obj), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def format_numbers(metrics: dict[str, Any], title: str | None = None) -> str:
+    """The headline numbers, one a line (as ``format_table``)."""
+    nums = {}
+    for k, v in metrics.items():
+        if isinstance(v, (bool, np.bool_)):
+            continue
+        if (isinstance(v, (int, float, np.integer, np.floating))
+                or (hasattr(v, "numel") and v.numel() == 1)):  # a one-element tensor
+            nums[k] = float(v)
+    if not nums:
+        return ""
+    w = max(len(k) for k in nums)
+    lines = [title] if title else []
+    lines += [f"  {k:<{w}}  {v:.6g}" for k, v in nums.items()]
+    return "\n".join(lines)
 
 
 def _output_path(options: dict[str, str]) -> Path:
@@ -113,15 +182,23 @@ def _load_json(path: str, what: str) -> Any:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{what} file not found: {p}")
+    data = p.read_bytes()
     try:
-        with open(p, encoding="utf-8") as f:
-            return json.load(f)
+        import orjson
+    except ImportError:
+        orjson = None
+    if orjson is not None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass  # NaN/Infinity literals or not json: the standard library reads or words it
+    try:
+        return json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{what} file {p} is not valid json ({e})") from None
 
 
 def _detection(options: dict[str, str]) -> tuple[dict[str, Any], Any]:
-    from zoo.metrics import plots
     from zoo.metrics.detection import (
         IOU_TYPES,
         VOC_PROTOCOLS,
@@ -141,9 +218,14 @@ def _detection(options: dict[str, str]) -> tuple[dict[str, Any], Any]:
     backend = options.get("backend", "faster_coco_eval")
     if backend not in ("faster_coco_eval", "pycocotools"):
         raise UserError(f"unknown backend '{backend}'; valid: faster_coco_eval, pycocotools")
+    draw = options.get("plots", "true")
+    if draw not in ("true", "false"):
+        raise UserError(f"plots must be true or false, got '{draw}'")
     gt = _load_json(options["gt"], "ground truth")
-    check_coco_gt(gt, options["gt"], iou_type)
     res = _load_json(options["predictions"], "predictions")
+    _check_id_range(gt, options["gt"], "ground truth")
+    _check_id_range(res, options["predictions"], "predictions")
+    check_coco_gt(gt, options["gt"], iou_type)
     check_coco_results(res, options["predictions"], iou_type, gt)
     sigmas = _sigmas(options.get("sigmas"), gt, iou_type) if "coco" in protocols else None
     metrics, per_class, curves = score_coco_files(gt, res, iou_type, protocols,
@@ -151,6 +233,10 @@ def _detection(options: dict[str, str]) -> tuple[dict[str, Any], Any]:
     metrics["per_class"] = per_class
 
     def plotter(directory: Path) -> list[Path]:
+        if draw == "false":
+            return []
+        from zoo.metrics import plots
+
         written = []
         if curves:
             title = "Precision-recall at IoU 0.50" + ("" if "coco" in protocols else " (VOC)")
@@ -162,6 +248,24 @@ def _detection(options: dict[str, str]) -> tuple[dict[str, Any], Any]:
         return written
 
     return metrics, plotter
+
+
+def _check_id_range(doc: Any, path: str, what: str) -> None:
+    """Ids past 64 bits are a mistake: the COCO evaluation keeps ids in 64 bits (and orjson
+    reads such integers as floats, where two ids can become one)."""
+    if isinstance(doc, dict):
+        rows = [r for key in ("images", "annotations", "categories") for r in doc.get(key) or []]
+    else:
+        rows = doc if isinstance(doc, list) else []
+    for r in rows:
+        if not isinstance(r, dict):
+            continue
+        for k in ("id", "image_id", "category_id"):
+            v = r.get(k)
+            if type(v) in (int, float) and abs(v) >= 2**63:
+                raise UserError(f"{what} {path}: {k} {v if type(v) is int else f'{v:.0f}'} does not "
+                                f"fit in 64 bits; COCO ids "
+                                f"are 64-bit integers")
 
 
 def _sigmas(value: str | None, gt: dict, iou_type: str) -> list[float] | None:
@@ -205,6 +309,8 @@ def _read_labels(path: Path) -> np.ndarray:
 
 
 def _segmentation(options: dict[str, str]) -> tuple[dict[str, Any], Any]:
+    import torch
+
     from zoo.errors import DataError
     from zoo.metrics.segmentation import SegmentationEvaluator
 

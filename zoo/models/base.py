@@ -36,6 +36,10 @@ engine never asks whether a model has a method:
 ``ema_module()``
     The sub-module that ``trainer.ema`` averages and validation swaps in (a GAN
     returns its generator); default the whole model.
+``fsdp_units()``
+    The sub-modules that ``trainer.strategy=fsdp`` shards as one unit each (gathered
+    for their forward, freed after): default the members of the model's outermost
+    ``nn.ModuleList``s (a Transformer's blocks); the rest of the model is one more unit.
 ``step_strategy``
     ``"grouped"`` (default): the trainer steps one optimizer per group in order.
     ``"manual"``: ``training_step(batch, handle)`` drives backward and optimizer
@@ -87,3 +91,14 @@ class ZooModel(nn.Module):
 
     def ema_module(self) -> nn.Module:
         return self
+
+    def fsdp_units(self) -> list[nn.Module]:
+        units: list[nn.Module] = []
+        inside: set[int] = set()
+        for m in self.modules():
+            if id(m) in inside:
+                continue
+            if isinstance(m, nn.ModuleList):
+                units.extend(m)
+                inside.update(id(x) for x in m.modules())
+        return units

@@ -146,7 +146,7 @@ def parse_options(options: Mapping[str, str], spec: Mapping[str, Option], what: 
 # -- evaluators ----------------------------------------------------------------------------------
 class EvaluatorGroup(Evaluator):
     """Several evaluators fed the same predictions: the first one's numbers keep their
-    names, the others' are prefixed with ``<name>_`` (``segm_map`` beside ``map``)."""
+    names, the others' are prefixed with ``<name>_`` (``mask_map`` beside ``map``)."""
 
     def __init__(self, members: Mapping[str, Evaluator]) -> None:
         self.members = dict(members)

@@ -77,6 +77,9 @@ class ClassificationTask(Task):
         "images": Option("str", required=True, metavar="PATH[,PATH...]",
                          help="images to classify, read as the data config reads its images"),
         "topk": Option("int", 3, "how many classes to print per image", low=1, metavar="K"),
+        "backend": Option("str", "torch", "onnxruntime: run the exported model.onnx",
+                          choices=("torch", "onnxruntime")),
+        "onnx": Option("str", None, "the .onnx file (default RUN/export/model.onnx)", metavar="PATH"),
     }
     predict_writes = "predictions.txt"
     evaluator_keys: ClassVar[dict[str, str]] = {"topk": "the k's of top-k accuracy (default [5])"}
@@ -118,13 +121,14 @@ class ClassificationTask(Task):
         """Print the top classes of each image, read as the data config reads its images
         (channels, image_size); with ``output`` also write them to DIR/predictions.txt."""
         from zoo.data.vision import load_image
+        from zoo.export.runtime import predictor
 
         opt = self.parse_predict(options)
-        model, meta = run.model, run.data.meta
+        model, meta = predictor(run, opt), run.data.meta
         if not meta.get("image_size") or not meta.get("channels"):
             raise UserError("predict.py images= needs a model trained on images; this run's data "
                             "has no image_size/channels (tabular or token data)")
-        names = class_names(meta, int(meta.get("num_classes") or model.num_classes))
+        names = class_names(meta, int(meta.get("num_classes") or run.model.num_classes))
         device = model_device(model)
         lines = []
         for path in opt["images"].split(","):

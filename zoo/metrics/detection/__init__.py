@@ -21,7 +21,6 @@ from zoo.metrics.detection.coco_files import (
     headline_ap_key,
     score_coco_files,
 )
-from zoo.metrics.detection.evaluator import DEFAULT_PROTOCOLS, DetectionEvaluator
 from zoo.metrics.detection.voc import (
     DEVKIT07_RECALL_LEVELS,
     PROTOCOLS,
@@ -42,3 +41,11 @@ __all__ = [
     "index_results", "parse_protocols", "score_coco_files", "voc_ap", "voc_evaluate", "voc_scores",
     "write_coco_results",
 ]
+
+
+def __getattr__(name: str):  # the evaluator imports torch; scoring json files does not need it
+    if name in ("DEFAULT_PROTOCOLS", "DetectionEvaluator"):
+        from zoo.metrics.detection import evaluator
+
+        return getattr(evaluator, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -36,10 +36,12 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where tensors are handled: scoring json files needs none
+    import torch
 
 IOU_TYPES = ("bbox", "segm", "keypoints")
 
@@ -239,6 +241,8 @@ def _rle_encode(masks: np.ndarray) -> list[dict]:
 
 def _binary_masks(m: torch.Tensor) -> torch.Tensor:
     """(N, H, W) or (N, 1, H, W), float (probabilities, cut at 0.5) or integer -> (N, H, W) uint8."""
+    import torch
+
     if m.ndim == 4:
         m = m[:, 0]
     if m.is_floating_point():
@@ -253,6 +257,8 @@ def _xywh(boxes: np.ndarray) -> np.ndarray:
 
 
 def _numpy(v: Any, dtype: Any) -> np.ndarray:
+    import torch
+
     return (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)).astype(dtype)
 
 
@@ -283,6 +289,8 @@ def write_coco_results(path: str | os.PathLike,
         scores = _numpy(p["scores"], np.float64).reshape(-1).tolist()
         rles = None
         if "masks" in p:
+            import torch
+
             m = p["masks"] if isinstance(p["masks"], torch.Tensor) else torch.as_tensor(p["masks"])
             rles = _rle_encode(_binary_masks(m).cpu().numpy())
         kpts = None

@@ -4,7 +4,9 @@
 labels 1..K with 0 the background). Each batch is copied to the CPU once and kept as
 arrays (masks as COCO run-length encodings, to bound memory); the conversion to COCO
 records happens once, in ``compute``. Missing ``area`` means the box area (``bbox``)
-or the mask area (``segm``); ``difficult`` only affects the VOC protocols (COCO has no
+or the mask area (``segm``) of a ground-truth object; mask results carry their box, so
+detections are sized by their box for the area ranges, exactly as pycocotools scores a
+results file with boxes and masks; ``difficult`` only affects the VOC protocols (COCO has no
 such flag). Predicted labels outside 1..K are dropped, as pycocotools drops unknown
 categories. The protocols themselves live in ``coco`` and ``voc``.
 """
@@ -206,8 +208,14 @@ class DetectionEvaluator(Evaluator):
             keep = np.flatnonzero((r["labels"] >= 1) & (r["labels"] <= self.num_classes))
             cats, scores = r["labels"][keep].tolist(), r["scores"][keep].astype(np.float64).tolist()
             if kind == "segm":
+                # Each mask result carries its box, as a results file from
+                # write_coco_results (and Detectron's) does: pycocotools' loadRes then sizes
+                # detections by their box for the area ranges, so validation, evaluate.py
+                # and the file it writes give the same numbers.
+                dxywh = _xywh(r["boxes"]).tolist()
                 results.extend({"image_id": img_id, "category_id": c, "segmentation": r["masks"][j],
-                                "score": s} for c, j, s in zip(cats, keep.tolist(), scores))
+                                "bbox": dxywh[j], "score": s}
+                               for c, j, s in zip(cats, keep.tolist(), scores))
             else:
                 k = r["keypoints"][keep]
                 kp = k.reshape(len(keep), int(np.prod(k.shape[1:]))).astype(np.float64).tolist()

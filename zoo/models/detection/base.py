@@ -20,14 +20,19 @@ from zoo.data.batches import detection_images
 from zoo.models.base import ZooModel
 
 
-def training_targets(targets: Sequence[dict[str, Any]]) -> list[dict[str, torch.Tensor]]:
-    """``boxes`` and ``labels`` of each image without its crowd regions (``iscrowd == 1``
-    marks a region to ignore in evaluation, never an object to learn)."""
+def training_targets(targets: Sequence[dict[str, Any]],
+                     masks: bool = False) -> list[dict[str, torch.Tensor]]:
+    """``boxes`` and ``labels`` (and with ``masks`` the (N, H, W) instance ``masks``) of
+    each image without its crowd regions (``iscrowd == 1`` marks a region to ignore in
+    evaluation, never an object to learn)."""
     out = []
     for t in targets:
         keep = t["iscrowd"] == 0 if "iscrowd" in t else torch.ones(len(t["labels"]), dtype=torch.bool,
                                                                   device=t["labels"].device)
-        out.append({"boxes": t["boxes"][keep].reshape(-1, 4).float(), "labels": t["labels"][keep]})
+        t_out = {"boxes": t["boxes"][keep].reshape(-1, 4).float(), "labels": t["labels"][keep]}
+        if masks:
+            t_out["masks"] = t["masks"][keep]
+        out.append(t_out)
     return out
 
 
@@ -52,6 +57,9 @@ class Detector(ZooModel):
     """
 
     task = "detection"
+    # What the detection task scores by default: boxes; "segm" too for a model whose
+    # predictions carry instance masks.
+    iou_types: tuple[str, ...] = ("bbox",)
 
     def __init__(self, *, num_classes: int, image_size: int, score_thresh: float = 0.01,
                  nms_thresh: float = 0.45, detections_per_img: int = 100) -> None:

@@ -42,6 +42,57 @@ def _darknet_fpn(widths: Sequence[int], channels: int, levels: int) -> nn.Module
                            extra_blocks=LastLevelMaxPool())
 
 
+def rcnn_parts(*, num_classes: int, image_size: int, backbone: str, widths: Sequence[int],
+               fpn_channels: int, fpn_levels: int, anchor_sizes: Sequence[Sequence[float]],
+               aspect_ratios: Sequence[float], max_size: int | None, rpn_pre_nms_top_n_train: int,
+               rpn_pre_nms_top_n_test: int, rpn_post_nms_top_n_train: int,
+               rpn_post_nms_top_n_test: int, rpn_batch_size_per_image: int,
+               box_batch_size_per_image: int, representation_size: int, roi_sampling_ratio: int,
+               score_thresh: float, nms_thresh: float, detections_per_img: int
+               ) -> tuple[nn.Module, list[str], dict[str, Any]]:
+    """The pyramid backbone, its level names and the keyword arguments of torchvision's
+    ``FasterRCNN`` (anchors, box RoIAlign, box head and predictor, sampling and
+    post-processing settings) shared by Faster and Mask R-CNN; see :class:`FasterRCNN`."""
+    from torchvision.models.detection import faster_rcnn as tv
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.ops import MultiScaleRoIAlign
+
+    if backbone == "darknet":
+        body = _darknet_fpn(widths, fpn_channels, fpn_levels)
+        levels = [str(i) for i in range(fpn_levels)]
+    elif backbone in BACKBONES:
+        # BatchNorm, not torchvision's default FrozenBatchNorm2d: with no pretrained
+        # statistics a frozen norm is the identity and training from scratch stalls.
+        body = resnet_fpn_backbone(backbone_name=backbone, weights=None,
+                                   norm_layer=nn.BatchNorm2d, trainable_layers=5)
+        levels = ["0", "1", "2", "3"]
+    else:
+        raise UserError(f"unknown R-CNN backbone '{backbone}'; valid: {choices(BACKBONES)}")
+    sizes = tuple(tuple(max(int(round(s * image_size)), 1) for s in level)
+                  for level in anchor_sizes)  # pixels of the resized input
+    if len(sizes) != len(levels) + 1:
+        raise UserError(f"the {backbone} pyramid has {len(levels) + 1} levels: anchor_sizes "
+                        f"needs {len(levels) + 1} tuples, got {len(sizes)}")
+    anchors = AnchorGenerator(sizes, (tuple(float(r) for r in aspect_ratios),) * len(sizes))
+    roi_pool = MultiScaleRoIAlign(featmap_names=levels, output_size=7,
+                                  sampling_ratio=roi_sampling_ratio)
+    kwargs = dict(
+        min_size=image_size, max_size=max_size or round(image_size * 1333 / 800),
+        rpn_anchor_generator=anchors, box_roi_pool=roi_pool,
+        box_head=tv.TwoMLPHead(body.out_channels * 7 * 7, representation_size),
+        box_predictor=tv.FastRCNNPredictor(representation_size, num_classes + 1),
+        rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train,
+        rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test,
+        rpn_post_nms_top_n_train=rpn_post_nms_top_n_train,
+        rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
+        rpn_batch_size_per_image=rpn_batch_size_per_image,
+        box_batch_size_per_image=box_batch_size_per_image,
+        box_score_thresh=score_thresh, box_nms_thresh=nms_thresh,
+        box_detections_per_img=detections_per_img)
+    return body, levels, kwargs
+
+
 class FasterRCNN(Detector):
     """Faster R-CNN with FPN (Ren et al., 2015; Lin et al., 2017) via torchvision.
 
@@ -74,44 +125,25 @@ class FasterRCNN(Detector):
                  nms_thresh: float = 0.5, detections_per_img: int = 100) -> None:
         super().__init__(num_classes=num_classes, image_size=image_size, score_thresh=score_thresh,
                          nms_thresh=nms_thresh, detections_per_img=detections_per_img)
-        from torchvision.models.detection import faster_rcnn as tv
-        from torchvision.models.detection.anchor_utils import AnchorGenerator
-        from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
-        from torchvision.ops import MultiScaleRoIAlign
-
-        if backbone == "darknet":
-            body = _darknet_fpn(widths, fpn_channels, fpn_levels)
-            levels = [str(i) for i in range(fpn_levels)]
-        elif backbone in BACKBONES:
-            # BatchNorm, not torchvision's default FrozenBatchNorm2d: with no pretrained
-            # statistics a frozen norm is the identity and training from scratch stalls.
-            body = resnet_fpn_backbone(backbone_name=backbone, weights=None,
-                                       norm_layer=nn.BatchNorm2d, trainable_layers=5)
-            levels = ["0", "1", "2", "3"]
-        else:
-            raise UserError(f"unknown Faster R-CNN backbone '{backbone}'; valid: {choices(BACKBONES)}")
-        sizes = tuple(tuple(max(int(round(s * image_size)), 1) for s in level)
-                      for level in anchor_sizes)  # pixels of the resized input
-        if len(sizes) != len(levels) + 1:
-            raise UserError(f"the {backbone} pyramid has {len(levels) + 1} levels: anchor_sizes "
-                            f"needs {len(levels) + 1} tuples, got {len(sizes)}")
-        anchors = AnchorGenerator(sizes, (tuple(float(r) for r in aspect_ratios),) * len(sizes))
-        roi_pool = MultiScaleRoIAlign(featmap_names=levels, output_size=7,
-                                      sampling_ratio=roi_sampling_ratio)
-        box_head = tv.TwoMLPHead(body.out_channels * 7 * 7, representation_size)
-        self.net = tv.FasterRCNN(
-            body, num_classes=None,  # set by box_predictor (K + 1 with background)
-            min_size=image_size, max_size=max_size or round(image_size * 1333 / 800),
-            rpn_anchor_generator=anchors, box_roi_pool=roi_pool, box_head=box_head,
-            box_predictor=tv.FastRCNNPredictor(representation_size, num_classes + 1),
+        body, levels, kwargs = rcnn_parts(
+            num_classes=num_classes, image_size=image_size, backbone=backbone, widths=widths,
+            fpn_channels=fpn_channels, fpn_levels=fpn_levels, anchor_sizes=anchor_sizes,
+            aspect_ratios=aspect_ratios, max_size=max_size,
             rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train,
             rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test,
             rpn_post_nms_top_n_train=rpn_post_nms_top_n_train,
             rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
             rpn_batch_size_per_image=rpn_batch_size_per_image,
             box_batch_size_per_image=box_batch_size_per_image,
-            box_score_thresh=score_thresh, box_nms_thresh=nms_thresh,
-            box_detections_per_img=detections_per_img)
+            representation_size=representation_size, roi_sampling_ratio=roi_sampling_ratio,
+            score_thresh=score_thresh, nms_thresh=nms_thresh, detections_per_img=detections_per_img)
+        self.net = self.build_net(body, levels, kwargs)
+
+    def build_net(self, body: nn.Module, levels: list[str], kwargs: dict[str, Any]) -> nn.Module:
+        """torchvision's two-stage detector on ``body`` (``levels``: its pyramid's names)."""
+        from torchvision.models.detection import faster_rcnn as tv
+
+        return tv.FasterRCNN(body, num_classes=None, **kwargs)  # K + 1 set by box_predictor
 
     def training_step(self, batch: Any, group: str = "main") -> dict[str, torch.Tensor]:
         images, targets = batch

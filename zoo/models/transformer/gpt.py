@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -11,10 +12,15 @@ from torch import nn
 
 from zoo.data.batches import TokenBatch
 from zoo.data.tokenizers import TokenizerSlot
+from zoo.errors import UserError, choices
 from zoo.layers.attention import TransformerBlock, causal_mask
 from zoo.layers.decoding import sample_next
 from zoo.models.base import ZooModel
 from zoo.models.sequence.generation import TextGenerator
+
+# ``gelu`` is the exact erf form; ``gelu_tanh`` the tanh approximation GPT-2 was trained
+# with (transformers' "gelu_new"), needed to reproduce GPT-2's logits to 1e-5.
+GPT_ACTIVATIONS = ("gelu", "gelu_tanh")
 
 
 class GPT(TextGenerator, ZooModel):
@@ -22,21 +28,36 @@ class GPT(TextGenerator, ZooModel):
     causal blocks with GELU, a final LayerNorm, and an output layer tied to the token
     embedding (Press & Wolf 2017). Generation keeps every layer's keys and values (a KV
     cache), so each new token costs one position instead of the whole context.
+
+    ``activation``, ``norm_eps``, ``ff_dim`` (None: 4 x n_embd) and ``tie_embeddings``
+    cover what GPT-2 checkpoints vary in, so ``zoo.interop`` loads them exactly.
     """
 
     def __init__(self, *, vocab_size: int, block_size: int = 128, n_layer: int = 4,
-                 n_head: int = 4, n_embd: int = 128, dropout: float = 0.0, bias: bool = True) -> None:
+                 n_head: int = 4, n_embd: int = 128, dropout: float = 0.0, bias: bool = True,
+                 activation: str = "gelu", norm_eps: float = 1e-5, ff_dim: int | None = None,
+                 tie_embeddings: bool = True) -> None:
         super().__init__()
+        if activation not in GPT_ACTIVATIONS:
+            raise UserError(f"unknown GPT activation '{activation}'; valid: "
+                            f"{choices(GPT_ACTIVATIONS)}")
         self.vocab_size, self.block_size = vocab_size, block_size
+        self.activation, self.norm_eps, self.tie_embeddings = activation, float(norm_eps), tie_embeddings
+        ff_dim = int(ff_dim) if ff_dim else 4 * n_embd
+        norm = functools.partial(nn.LayerNorm, eps=self.norm_eps)
         self.tok_emb = nn.Embedding(vocab_size, n_embd)
         self.pos_emb = nn.Embedding(block_size, n_embd)
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            TransformerBlock(n_embd, n_head, 4 * n_embd, dropout, norm_first=True,
-                             activation="gelu", bias=bias) for _ in range(n_layer))
-        self.ln_f = nn.LayerNorm(n_embd)
+            TransformerBlock(n_embd, n_head, ff_dim, dropout, norm_first=True,
+                             activation="gelu", bias=bias, norm=norm) for _ in range(n_layer))
+        if activation == "gelu_tanh":
+            for block in self.blocks:
+                block.ff.net[1] = nn.GELU(approximate="tanh")  # no weights: keys unchanged
+        self.ln_f = norm(n_embd)
         self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
-        self.lm_head.weight = self.tok_emb.weight  # tied: one matrix reads and writes tokens
+        if tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight  # tied: one matrix reads and writes tokens
         self.tokenizer_slot = TokenizerSlot()
         self.apply(self._init_weights)
         # GPT-2: scale the residual projections by 1/sqrt(2 * layers) so the residual
