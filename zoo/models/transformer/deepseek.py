@@ -101,7 +101,9 @@ class DeepSeek(TextGenerator, ZooModel):
                  aux_weight: float = 0.01, seq_aux_weight: float = 0.0, mtp_depth: int = 1,
                  mtp_weight: float = 0.3, rope_base: float = 10000.0, norm_eps: float = 1e-6,
                  tie_embeddings: bool = True, dropout: float = 0.0) -> None:
+        hparams = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
+        self.hparams = hparams   # the constructor's arguments, for conversion to other formats
         self.attention = _choice("attention", attention, ("mla", "mha"))
         self.ffn = _choice("ffn", ffn, ("moe", "dense"))
         _choice("score", score, SCORES)
