@@ -156,7 +156,9 @@ def _skew(model: DeepSeek, corpus: Corpus, logit_gap: float = 3.0) -> None:
 
 
 def part_balance(corpus: Corpus, steps: int) -> list[str]:
-    rows = [("bias, γ = 0.01", dict(balance="bias", bias_rate=0.01)),
+    rows = [("bias, γ = 0.01 (default)", dict(balance="bias", bias_rate=0.01)),
+            ("bias, γ = 0.01 + sequence-wise loss 1e-4", dict(balance="bias", bias_rate=0.01,
+                                                             seq_aux_weight=1e-4)),
             ("bias, γ = 0.001 (V3's)", dict(balance="bias", bias_rate=0.001)),
             ("auxiliary loss, α = 0.01", dict(balance="aux", aux_weight=0.01)),
             ("none", dict(balance="none"))]
@@ -239,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--parts", default="cache,balance,quality,mtp")
     ap.add_argument("--seconds", type=float, default=60.0, help="CPU seconds per quality row")
-    ap.add_argument("--balance-steps", type=int, default=200)
+    ap.add_argument("--balance-steps", type=int, default=300)
     ap.add_argument("--contexts", default="256,1024,4096")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "deepseek.md"))

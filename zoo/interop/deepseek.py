@@ -38,7 +38,10 @@ def _get(cfg: Any, name: str, default: Any = None) -> Any:
 
 def config_from_reference(cfg: Any) -> dict[str, Any]:
     """A ``DeepseekV3Config`` -> keyword arguments of ``zoo.models.transformer.deepseek.DeepSeek``."""
-    rope = dict(_get(cfg, "rope_parameters") or {})
+    # transformers 5 keeps rope_type/rope_theta in rope_parameters, 4.x in rope_scaling/rope_theta
+    rope = dict(_get(cfg, "rope_parameters") or _get(cfg, "rope_scaling") or {})
+    rope.setdefault("rope_theta", _get(cfg, "rope_theta", 10000.0))
+    rope.setdefault("rope_type", rope.get("type", "default"))
     if rope.get("rope_type", "default") != "default":
         raise UserError(f"rope_type '{rope['rope_type']}' is not supported; only the default rotary "
                         "embedding (no YaRN scaling) converts")

@@ -97,7 +97,7 @@ class DeepSeek(TextGenerator, ZooModel):
                  ffn_hidden: int = 384, n_experts: int = 8, n_shared: int = 1, top_k: int = 2,
                  expert_hidden: int = 128, first_k_dense: int = 1, score: str = "sigmoid",
                  n_groups: int = 1, topk_groups: int = 1, route_scale: float = 1.0,
-                 norm_topk: bool = True, balance: str = "bias", bias_rate: float = 1e-3,
+                 norm_topk: bool = True, balance: str = "bias", bias_rate: float = 1e-2,
                  aux_weight: float = 0.01, seq_aux_weight: float = 0.0, mtp_depth: int = 1,
                  mtp_weight: float = 0.3, rope_base: float = 10000.0, norm_eps: float = 1e-6,
                  tie_embeddings: bool = True, dropout: float = 0.0) -> None:
