@@ -224,7 +224,7 @@ def part_mtp(model: DeepSeek, corpus: Corpus, new_tokens: int) -> list[str]:
     lines = ["| prompt | greedy s | speculative s | speed-up | acceptance rate | tokens per main call | equal |",
              "|---|---|---|---|---|---|---|"]
     for i in range(3):
-        prompt = corpus.val_x[10 * i: 10 * i + 1, :16]
+        prompt = corpus.val_x[10 * i: 10 * i + 1, :8]
         t0 = time.perf_counter()
         greedy = model.generate(prompt, new_tokens, temperature=0.0)
         t1 = time.perf_counter()
@@ -237,19 +237,44 @@ def part_mtp(model: DeepSeek, corpus: Corpus, new_tokens: int) -> list[str]:
     return lines
 
 
+def part_attention(corpus: Corpus, steps: int) -> list[str]:
+    lines = ["| attention | cache bytes/token | val bits/char |", "|---|---|---|"]
+    for name, kw in [("MHA", dict(attention="mha")), ("MLA (latent 24 + rope 8)", dict(attention="mla"))]:
+        torch.manual_seed(0)
+        model = DeepSeek(vocab_size=corpus.vocab, block_size=SEQ, ffn="dense", mtp_depth=0, **kw)
+        res = train(model, corpus, seconds=1e9, max_steps=steps)
+        lines.append(f"| {name} | {model.cache_bytes_per_token()} | {res['bpc']:.3f} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
+def merge(path: Path, new: str) -> str:
+    """The results file with the sections just measured replaced (others kept)."""
+    def sections(text: str) -> tuple[str, dict[str, str]]:
+        head, *rest = text.split("\n## ")
+        return head, {r.split("\n", 1)[0]: "## " + r for r in rest}
+    if not path.is_file():
+        return new
+    _, old = sections(path.read_text())
+    head, fresh = sections(new)
+    keep = {k: v for k, v in old.items() if not any(k.split(" (")[0] == f.split(" (")[0] for f in fresh)}
+    return "\n".join([head.rstrip("\n"), *keep.values(), *fresh.values()]).rstrip("\n") + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--parts", default="cache,balance,quality,mtp")
+    ap.add_argument("--parts", default="cache,balance,quality,attention,mtp")
     ap.add_argument("--seconds", type=float, default=60.0, help="CPU seconds per quality row")
     ap.add_argument("--balance-steps", type=int, default=300)
     ap.add_argument("--contexts", default="256,1024,4096")
+    ap.add_argument("--attention-steps", type=int, default=300)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "deepseek.md"))
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     parts = a.parts.split(",")
     if a.quick:
-        a.seconds, a.balance_steps, a.contexts = 3.0, 5, "64,128"
+        a.seconds, a.balance_steps, a.contexts, a.attention_steps = 3.0, 5, "64,128", 3
     corpus = Corpus()
     out = ["# DeepSeek parts: MLA cache, MoE balance, MTP", "",
            "Measured on a shared, loaded 2-core machine, one torch thread per run; wall-clock "
@@ -267,12 +292,19 @@ def main(argv: list[str] | None = None) -> int:
         out += ["## Bits per character at equal CPU time (pydoc corpus, val split)", ""]
         lines, default = part_quality(corpus, a.seconds)
         out += lines + [""]
-    if "mtp" in parts and default is not None:
+    if "mtp" in parts and default is None:
+        torch.manual_seed(0)
+        default = DeepSeek(vocab_size=corpus.vocab, block_size=SEQ)
+        train(default, corpus, a.seconds)
+    if "attention" in parts:
+        out += [f"## MLA vs MHA at equal steps ({a.attention_steps} steps, dense FFN, no MTP)", ""]
+        out += part_attention(corpus, a.attention_steps) + [""]
+    if "mtp" in parts:
         out += ["## Self-speculative decoding with the MTP module (the default deepseek above, greedy, "
-                "200 new tokens)", ""]
-        out += part_mtp(default, corpus, 20 if a.quick else 200) + [""]
+                "8-character prompt + 56 new tokens: the 64-token window, all of it drafted)", ""]
+        out += part_mtp(default, corpus, 20 if a.quick else SEQ - 8) + [""]
     Path(a.results).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.results).write_text("\n".join(out))
+    Path(a.results).write_text(merge(Path(a.results), "\n".join(out)))
     print(f"wrote {a.results}")
     return 0
 
