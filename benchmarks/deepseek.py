@@ -28,10 +28,10 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from zoo.data.corpora import TextData  # noqa: E402
-from zoo.layers.moe import MoE  # noqa: E402
-from zoo.models.transformer.deepseek import DeepSeek  # noqa: E402
-from zoo.models.transformer.gpt import GPT  # noqa: E402
+from zoo.data.corpora import TextData
+from zoo.layers.moe import MoE
+from zoo.models.transformer.deepseek import DeepSeek
+from zoo.models.transformer.gpt import GPT
 
 SEQ, BATCH = 64, 32
 
@@ -101,12 +101,12 @@ def train(model: torch.nn.Module, corpus: Corpus, seconds: float, max_steps: int
 # ---------------------------------------------------------------------------------- parts
 def part_cache(contexts: list[int], new_tokens: int) -> list[str]:
     torch.manual_seed(0)
-    base = dict(vocab_size=128, block_size=max(contexts) + new_tokens, ffn="dense", mtp_depth=0)
-    rows = [("MHA (4 heads x 32)", dict(attention="mha"), None),
-            ("GQA (2 kv heads)", dict(attention="mha", n_kv_head=2), None),
-            ("MQA (1 kv head)", dict(attention="mha", n_kv_head=1), None),
-            ("MLA naive (latent 24 + rope 8)", dict(attention="mla"), "naive"),
-            ("MLA absorbed", dict(attention="mla"), "absorbed")]
+    base = {"vocab_size": 128, "block_size": max(contexts) + new_tokens, "ffn": "dense", "mtp_depth": 0}
+    rows = [("MHA (4 heads x 32)", {"attention": "mha"}, None),
+            ("GQA (2 kv heads)", {"attention": "mha", "n_kv_head": 2}, None),
+            ("MQA (1 kv head)", {"attention": "mha", "n_kv_head": 1}, None),
+            ("MLA naive (latent 24 + rope 8)", {"attention": "mla"}, "naive"),
+            ("MLA absorbed", {"attention": "mla"}, "absorbed")]
     lines = ["| attention | cache bytes/token (4 layers, fp32) | vs MHA | "
              + " | ".join(f"decode tok/s @ {c}" for c in contexts) + " |",
              "|---|---|---|" + "---|" * len(contexts)]
@@ -156,12 +156,12 @@ def _skew(model: DeepSeek, corpus: Corpus, logit_gap: float = 3.0) -> None:
 
 
 def part_balance(corpus: Corpus, steps: int) -> list[str]:
-    rows = [("bias, γ = 0.01 (default)", dict(balance="bias", bias_rate=0.01)),
-            ("bias, γ = 0.01 + sequence-wise loss 1e-4", dict(balance="bias", bias_rate=0.01,
-                                                             seq_aux_weight=1e-4)),
-            ("bias, γ = 0.001 (V3's)", dict(balance="bias", bias_rate=0.001)),
-            ("auxiliary loss, α = 0.01", dict(balance="aux", aux_weight=0.01)),
-            ("none", dict(balance="none"))]
+    rows = [("bias, γ = 0.01 (default)", {"balance": "bias", "bias_rate": 0.01}),
+            ("bias, γ = 0.01 + sequence-wise loss 1e-4", {"balance": "bias", "bias_rate": 0.01,
+                                                             "seq_aux_weight": 1e-4}),
+            ("bias, γ = 0.001 (V3's)", {"balance": "bias", "bias_rate": 0.001}),
+            ("auxiliary loss, α = 0.01", {"balance": "aux", "aux_weight": 0.01}),
+            ("none", {"balance": "none"})]
     lines = ["| balancing | max/mean load at start | after (last 10 steps) | val bits/char |",
              "|---|---|---|---|"]
     for name, kw in rows:
@@ -189,8 +189,8 @@ def part_quality(corpus: Corpus, seconds: float) -> tuple[list[str], DeepSeek | 
                                                                            ffn="dense")),
             ("deepseek mtp_depth=0", lambda: DeepSeek(vocab_size=corpus.vocab, block_size=SEQ, mtp_depth=0)),
             ("deepseek attention=mha", lambda: DeepSeek(vocab_size=corpus.vocab, block_size=SEQ, attention="mha"))]
-    lines = [f"| model | parameters (active) | steps in {seconds:.0f} CPU s | val bits/char | "
-             "cache bytes/token | max/mean load |",
+    lines = [(f"| model | parameters (active) | steps in {seconds:.0f} CPU s | val bits/char | "
+             "cache bytes/token | max/mean load |"),
              "|---|---|---|---|---|---|"]
     default = None
     for name, make in rows:
@@ -239,7 +239,7 @@ def part_mtp(model: DeepSeek, corpus: Corpus, new_tokens: int) -> list[str]:
 
 def part_attention(corpus: Corpus, steps: int) -> list[str]:
     lines = ["| attention | cache bytes/token | val bits/char |", "|---|---|---|"]
-    for name, kw in [("MHA", dict(attention="mha")), ("MLA (latent 24 + rope 8)", dict(attention="mla"))]:
+    for name, kw in [("MHA", {"attention": "mha"}), ("MLA (latent 24 + rope 8)", {"attention": "mla"})]:
         torch.manual_seed(0)
         model = DeepSeek(vocab_size=corpus.vocab, block_size=SEQ, ffn="dense", mtp_depth=0, **kw)
         res = train(model, corpus, seconds=1e9, max_steps=steps)
@@ -284,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         out += ["## KV cache and decode speed (batch 1, untrained weights, 4 layers, 128 wide)", ""]
         out += part_cache([int(c) for c in a.contexts.split(",")], 8 if a.quick else 32) + [""]
     if "balance" in parts:
-        out += ["## Load balance from a skewed start (experts 0 and 1 get nearly every token; "
-                "3 layers, 2 routed, 8 experts, top-2)", ""]
+        out += [("## Load balance from a skewed start (experts 0 and 1 get nearly every token; "
+                "3 layers, 2 routed, 8 experts, top-2)"), ""]
         out += part_balance(corpus, a.balance_steps) + [""]
     default = None
     if "quality" in parts:
@@ -300,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         out += [f"## MLA vs MHA at equal steps ({a.attention_steps} steps, dense FFN, no MTP)", ""]
         out += part_attention(corpus, a.attention_steps) + [""]
     if "mtp" in parts:
-        out += ["## Self-speculative decoding with the MTP module (the default deepseek above, greedy, "
-                "8-character prompt + 56 new tokens: the 64-token window, all of it drafted)", ""]
+        out += [("## Self-speculative decoding with the MTP module (the default deepseek above, greedy, "
+                "8-character prompt + 56 new tokens: the 64-token window, all of it drafted)"), ""]
         out += part_mtp(default, corpus, 20 if a.quick else SEQ - 8) + [""]
     Path(a.results).parent.mkdir(parents=True, exist_ok=True)
     Path(a.results).write_text(merge(Path(a.results), "\n".join(out)))

@@ -19,9 +19,9 @@ V = 40
 
 def _model(**kw) -> DeepSeek:
     torch.manual_seed(0)
-    args = dict(vocab_size=V, block_size=24, n_layer=3, n_head=2, n_embd=32, kv_lora_rank=12,
-                qk_nope_dim=8, qk_rope_dim=4, v_head_dim=8, ffn_hidden=48, n_experts=4, top_k=2,
-                expert_hidden=16, mtp_depth=1)
+    args = {"vocab_size": V, "block_size": 24, "n_layer": 3, "n_head": 2, "n_embd": 32, "kv_lora_rank": 12,
+                "qk_nope_dim": 8, "qk_rope_dim": 4, "v_head_dim": 8, "ffn_hidden": 48, "n_experts": 4, "top_k": 2,
+                "expert_hidden": 16, "mtp_depth": 1}
     args.update(kw)
     return DeepSeek(**args)
 
@@ -109,9 +109,9 @@ def test_cache_bytes_per_token_are_the_latent_and_the_rotary_key(dtype):
     assert RotaryAttention(32, 4, 1).cache_bytes_per_token(dtype) == 2 * 8 * size
 
 
-@pytest.mark.parametrize("kw", [dict(score="sigmoid", num_groups=4, topk_groups=2, route_scale=2.5),
-                                dict(score="softmax", norm_topk=False, num_shared=2),
-                                dict(score="sigmoid", top_k=1, num_shared=0)])
+@pytest.mark.parametrize("kw", [{"score": "sigmoid", "num_groups": 4, "topk_groups": 2, "route_scale": 2.5},
+                                {"score": "softmax", "norm_topk": False, "num_shared": 2},
+                                {"score": "sigmoid", "top_k": 1, "num_shared": 0}])
 def test_vectorised_moe_equals_dense_reference(kw):
     torch.manual_seed(0)
     moe = MoE(12, 10, 8, kw.pop("top_k", 3), **kw).double()
@@ -276,6 +276,6 @@ def test_speculative_decoding_equals_greedy(drafter, depth, monkeypatch):
 def test_speculative_needs_mtp_and_bad_switches_are_one_line_errors():
     with pytest.raises(UserError, match="mtp_depth"):
         _model(mtp_depth=0).generate_speculative(torch.zeros(1, 2, dtype=torch.long), 3)
-    for kw in (dict(attention="gqa"), dict(ffn="sparse"), dict(balance="x"), dict(score="relu")):
+    for kw in ({"attention": "gqa"}, {"ffn": "sparse"}, {"balance": "x"}, {"score": "relu"}):
         with pytest.raises(UserError, match="must be one of"):
             _model(**kw)

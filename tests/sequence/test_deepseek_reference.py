@@ -10,9 +10,9 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from zoo.errors import UserError  # noqa: E402
-from zoo.interop.deepseek import config_to_reference, from_reference, to_reference  # noqa: E402
-from zoo.models.transformer.deepseek import DeepSeek  # noqa: E402
+from zoo.errors import UserError
+from zoo.interop.deepseek import config_to_reference, from_reference, to_reference
+from zoo.models.transformer.deepseek import DeepSeek
 
 
 def _reference(q_lora_rank, interleave, tie=False):
@@ -69,6 +69,6 @@ def test_a_trained_style_zoo_model_exports_and_drops_mtp():
 
 
 def test_what_the_reference_cannot_hold_is_one_line():
-    for kw in (dict(attention="mha"), dict(score="softmax"), dict(n_shared=0)):
+    for kw in ({"attention": "mha"}, {"score": "softmax"}, {"n_shared": 0}):
         with pytest.raises(UserError):
             config_to_reference(DeepSeek(vocab_size=20, n_layer=2, **kw))

@@ -52,19 +52,19 @@ def config_from_reference(cfg: Any) -> dict[str, Any]:
     n_layer = cfg.num_hidden_layers
     first_dense = min(int(_get(cfg, "first_k_dense_replace", 0) or 0), n_layer)
     n_groups = int(_get(cfg, "n_group", 1) or 1)
-    return dict(
-        vocab_size=cfg.vocab_size, block_size=cfg.max_position_embeddings, n_layer=n_layer,
-        n_head=cfg.num_attention_heads, n_embd=cfg.hidden_size, attention="mla",
-        ffn="moe" if first_dense < n_layer else "dense",
-        kv_lora_rank=cfg.kv_lora_rank, q_lora_rank=cfg.q_lora_rank, qk_nope_dim=cfg.qk_nope_head_dim,
-        qk_rope_dim=cfg.qk_rope_head_dim, v_head_dim=cfg.v_head_dim, n_kv_head=None,
-        ffn_hidden=cfg.intermediate_size, n_experts=cfg.n_routed_experts, n_shared=cfg.n_shared_experts,
-        top_k=cfg.num_experts_per_tok, expert_hidden=cfg.moe_intermediate_size,
-        first_k_dense=first_dense, score="sigmoid", n_groups=n_groups,
-        topk_groups=int(_get(cfg, "topk_group", 1) or 1), route_scale=float(cfg.routed_scaling_factor),
-        norm_topk=bool(cfg.norm_topk_prob), balance="bias", mtp_depth=0,
-        rope_base=float(rope.get("rope_theta", 10000.0)), norm_eps=float(cfg.rms_norm_eps),
-        tie_embeddings=bool(_get(cfg, "tie_word_embeddings", False)), dropout=0.0)
+    return {
+        "vocab_size": cfg.vocab_size, "block_size": cfg.max_position_embeddings, "n_layer": n_layer,
+        "n_head": cfg.num_attention_heads, "n_embd": cfg.hidden_size, "attention": "mla",
+        "ffn": "moe" if first_dense < n_layer else "dense",
+        "kv_lora_rank": cfg.kv_lora_rank, "q_lora_rank": cfg.q_lora_rank, "qk_nope_dim": cfg.qk_nope_head_dim,
+        "qk_rope_dim": cfg.qk_rope_head_dim, "v_head_dim": cfg.v_head_dim, "n_kv_head": None,
+        "ffn_hidden": cfg.intermediate_size, "n_experts": cfg.n_routed_experts, "n_shared": cfg.n_shared_experts,
+        "top_k": cfg.num_experts_per_tok, "expert_hidden": cfg.moe_intermediate_size,
+        "first_k_dense": first_dense, "score": "sigmoid", "n_groups": n_groups,
+        "topk_groups": int(_get(cfg, "topk_group", 1) or 1), "route_scale": float(cfg.routed_scaling_factor),
+        "norm_topk": bool(cfg.norm_topk_prob), "balance": "bias", "mtp_depth": 0,
+        "rope_base": float(rope.get("rope_theta", 10000.0)), "norm_eps": float(cfg.rms_norm_eps),
+        "tie_embeddings": bool(_get(cfg, "tie_word_embeddings", False)), "dropout": 0.0}
 
 
 def config_to_reference(model: Any) -> Any:

@@ -141,7 +141,7 @@ class MoE(nn.Module):
 
     def dispatch(self, x: torch.Tensor, weights: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
         """Sorted dispatch: x (N, D), weights/experts (N, k) -> (N, D)."""
-        N, k = experts.shape
+        _N, k = experts.shape
         flat = experts.reshape(-1)                                           # (N k,)
         order = flat.argsort(stable=True)
         token = order // k                                                   # source token per slot

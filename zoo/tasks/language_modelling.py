@@ -19,7 +19,15 @@ import torch
 
 from zoo.data.batches import TokenBatch
 from zoo.errors import UserError
-from zoo.tasks.base import EvaluatorGroup, Option, Task, evaluator_spec, model_device, shape_of, write_text
+from zoo.tasks.base import (
+    EvaluatorGroup,
+    Option,
+    Task,
+    evaluator_spec,
+    model_device,
+    shape_of,
+    write_text,
+)
 
 MAX_NEW_TOKENS = 100_000   # a bound on predict.py's generation; a CPU makes ~1000 tokens/s
 CHUNK = 256                # longer generations run in chunks of this many tokens, with a bar

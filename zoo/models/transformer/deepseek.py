@@ -21,7 +21,13 @@ from zoo.data.tokenizers import TokenizerSlot
 from zoo.errors import UserError, choices
 from zoo.layers.attention import TransformerBlock, causal_mask
 from zoo.layers.decoding import sample_next
-from zoo.layers.mla import MultiHeadLatentAttention, RMSNorm, RotaryAttention, cache_length, trim_cache
+from zoo.layers.mla import (
+    MultiHeadLatentAttention,
+    RMSNorm,
+    RotaryAttention,
+    cache_length,
+    trim_cache,
+)
 from zoo.layers.moe import BALANCE, SCORES, MoE, SwiGLU
 from zoo.metrics.base import Evaluator
 from zoo.models.base import ZooModel
@@ -141,7 +147,7 @@ class DeepSeek(TextGenerator, ZooModel):
         if tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
         for name, p in self.named_parameters():  # residual projections scaled as in GPT-2
-            if name.endswith(("o_proj.weight", "down_proj.weight")) or name.endswith(".down_proj"):
+            if name.endswith(("o_proj.weight", "down_proj.weight", ".down_proj")):
                 p.data.mul_(1 / math.sqrt(2 * n_layer))
 
     @staticmethod
