@@ -258,7 +258,8 @@ def merge(path: Path, new: str) -> str:
     _, old = sections(path.read_text())
     head, fresh = sections(new)
     keep = {k: v for k, v in old.items() if not any(k.split(" (")[0] == f.split(" (")[0] for f in fresh)}
-    return "\n".join([head.rstrip("\n"), *keep.values(), *fresh.values()]).rstrip("\n") + "\n"
+    parts = [head, *keep.values(), *fresh.values()]
+    return "\n\n".join(p.strip("\n") for p in parts) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         out += part_cache([int(c) for c in a.contexts.split(",")], 8 if a.quick else 32) + [""]
     if "balance" in parts:
         out += [("## Load balance from a skewed start (experts 0 and 1 get nearly every token; "
-                "3 layers, 2 routed, 8 experts, top-2)"), ""]
+                "3 layers, 2 of them routed, 8 experts, top-2)"), ""]
         out += part_balance(corpus, a.balance_steps) + [""]
     default = None
     if "quality" in parts:
