@@ -2,12 +2,15 @@
 
 Evaluator: loss, perplexity, bits per character and token accuracy. ``predict.py
 prompt=TEXT max_new_tokens=N [temperature=T top_k=K top_p=P seed=S num_samples=N]``
-samples continuations with the tokenizer kept in the checkpoint. Generation is bounded
-(``MAX_NEW_TOKENS``) and long generations show a progress bar.
+samples continuations with the tokenizer kept in the checkpoint; ``speculative=true``
+decodes greedily with the model's own draft modules (multi-token prediction) and prints
+the acceptance rate. Generation is bounded (``MAX_NEW_TOKENS``) and long generations
+show a progress bar.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,7 +19,15 @@ import torch
 
 from zoo.data.batches import TokenBatch
 from zoo.errors import UserError
-from zoo.tasks.base import Option, Task, evaluator_spec, model_device, shape_of, write_text
+from zoo.tasks.base import (
+    EvaluatorGroup,
+    Option,
+    Task,
+    evaluator_spec,
+    model_device,
+    shape_of,
+    write_text,
+)
 
 MAX_NEW_TOKENS = 100_000   # a bound on predict.py's generation; a CPU makes ~1000 tokens/s
 CHUNK = 256                # longer generations run in chunks of this many tokens, with a bar
@@ -72,6 +83,8 @@ class LanguageModellingTask(Task):
                         nullable=True, metavar="P"),
         "seed": Option("int", None, "repeatable samples", low=0, nullable=True, metavar="S"),
         "num_samples": Option("int", 1, "continuations of the same prompt", low=1, high=1000),
+        "speculative": Option("str", "false", "greedy; MTP modules draft, the model verifies",
+                              choices=("true", "false")),
     }
     predict_writes = "samples.txt"
 
@@ -79,7 +92,9 @@ class LanguageModellingTask(Task):
         from zoo.metrics.language import LanguageModelEvaluator
 
         evaluator_spec(spec, self.evaluator_keys, self.name)
-        return LanguageModelEvaluator(meta.get("chars_per_token"))
+        main = LanguageModelEvaluator(meta.get("chars_per_token"))
+        extra = model.extra_evaluators()
+        return EvaluatorGroup({"lm": main, **extra}) if extra else main
 
     def check_output(self, predictions: Any, batch: Any) -> None:
         targets = TokenBatch.of(batch).targets
@@ -101,8 +116,15 @@ class LanguageModellingTask(Task):
         gen = torch.Generator(device=device)
         gen.manual_seed(opt["seed"] if opt["seed"] is not None else torch.seed())
         ids = torch.tensor([prompt_ids] * opt["num_samples"], dtype=torch.int64, device=device)
-        out = generate(model, ids, opt["max_new_tokens"], opt["temperature"], opt["top_k"],
-                       opt["top_p"], gen)
+        if opt["speculative"] == "true":
+            if "temperature" in options and opt["temperature"] > 0:
+                raise UserError("speculative=true decodes greedily; drop temperature= or pass temperature=0")
+            out, stats = model.generate_speculative(ids, opt["max_new_tokens"])
+            print(f"speculative decoding: acceptance rate {stats['acceptance_rate']:.3f}, "
+                  f"{stats['tokens_per_main_call']:.2f} tokens per main-model call", file=sys.stderr)
+        else:
+            out = generate(model, ids, opt["max_new_tokens"], opt["temperature"], opt["top_k"],
+                           opt["top_p"], gen)
         text = "\n\n-----\n\n".join(tok.decode(row.tolist()) for row in out)
         print(text)
         return write_text(output, "samples.txt", text)

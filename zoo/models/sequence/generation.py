@@ -35,3 +35,16 @@ class TextGenerator:
                  top_k: int | None = None, top_p: float | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    def generate_speculative(self, ids: torch.Tensor, max_new_tokens: int
+                             ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Greedy decoding that drafts tokens and verifies them (``predict.py
+        speculative=true``): (ids, {"acceptance_rate": ...}). Models without a drafter refuse."""
+        from zoo.errors import UserError
+
+        raise UserError(f"{type(self).__name__} has no draft model for speculative decoding")
+
+    def extra_evaluators(self) -> dict[str, Any]:
+        """Evaluators beside the language-model one, fed the same batches, their numbers
+        prefixed with the key (a mixture of experts reports its expert load)."""
+        return {}
