@@ -94,25 +94,29 @@ def read_images(source: str, size: int, channels: int) -> tuple[list[Path], torc
     return files, torch.stack(out)
 
 
+FEATURE_SETTINGS = ("num_train", "image_size", "min_px", "max_px", "seed")
+
+
 def domain_features(meta: Mapping[str, Any]) -> Any:
     """(images in [-1, 1], "A"/"B") -> features of the classifier trained on that domain's
-    real training images (``zoo.metrics.generative``), registered once per data config."""
+    real training images (``zoo.metrics.generative``: trained once per data setting and
+    cached)."""
     from zoo.metrics import generative as G
 
+    settings = {k: meta[k] for k in FEATURE_SETTINGS if k in meta}
+
     def real(domain: str) -> Any:
-        def build() -> Any:
+        def images_and_labels() -> tuple[torch.Tensor, torch.Tensor]:
             from zoo.data.two_domains import TwoDomainsData
 
-            keys = ("num_train", "num_val", "num_test", "image_size", "min_px", "max_px", "seed")
-            data = TwoDomainsData(**{k: meta[k] for k in keys if k in meta})
-            return torch.utils.data.TensorDataset(*data.domain_images("train", domain))
-        return build
+            return TwoDomainsData(**settings).domain_images("train", domain)
+        return images_and_labels
 
     names = {}
     for domain in ("A", "B"):
-        names[domain] = "two_domains_{}_s{}_px{}-{}".format(domain, meta.get("seed", 0), meta.get("min_px"),
-                                                            meta.get("max_px"))
-        G.register_domain(names[domain], real(domain), int(meta.get("num_classes", 10)))
+        names[domain] = f"two_domains_{domain}"
+        G.register_domain(names[domain], real(domain), int(meta.get("num_classes", 10)),
+                          {"data": f"two_domains train, style {domain}", "epochs": 3, **settings})
     return lambda images, domain: G.image_features(images, names[domain])
 
 
