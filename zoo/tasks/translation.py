@@ -33,7 +33,8 @@ from zoo.tasks.base import Option, Task, evaluator_spec, model_device, output_di
 
 IMAGE_KEYS = ("a_to_b", "b_to_a", "a_cycle", "b_cycle", "a_recon", "a_recon_optimised",
               "a_to_b_optimised", "generated_a", "generated_recon_a", "samples_a", "samples_b")
-# the pictures: (title, [(column label, batch field or prediction key), ...])
+# the pictures: (title, [(column label, batch field or prediction key), ...]); a batch field
+# (the inputs, the true renderings) is shown when a prediction it goes with is there
 PANELS = (
     ("a_side", [("A", "a"), ("A->B", "a_to_b"), ("A->B->A", "a_cycle"), ("true B", "a_in_b"),
                 ("G(E(A))", "a_recon"), ("A->B (opt z)", "a_to_b_optimised"),
@@ -41,7 +42,7 @@ PANELS = (
     ("b_side", [("B", "b"), ("B->A", "b_to_a"), ("B->A->B", "b_cycle"), ("true A", "b_in_a")]),
     ("generated", [("G(z)", "generated_a"), ("G(E(G(z)))", "generated_recon_a")]),
 )
-
+GOES_WITH = {"a_in_b": ("a_to_b", "a_to_b_optimised"), "b_in_a": ("b_to_a",)}
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] -> [0, 1], 3 channels, on the CPU."""
@@ -169,7 +170,8 @@ class TranslationTask(Task):
             if not any(k in predictions for _, k in cols):
                 continue
             got = [(label, predictions[k] if k in predictions else getattr(x, k)) for label, k in cols
-                   if k in predictions or k in DomainBatch._fields]
+                   if k in predictions or (k in DomainBatch._fields
+                                           and any(p in predictions for p in GOES_WITH.get(k, IMAGE_KEYS)))]
             out[title] = labelled_columns([(label, v[:n]) for label, v in got])
         samples = [predictions[k] for k in ("samples_a", "samples_b") if k in predictions]
         if samples:
