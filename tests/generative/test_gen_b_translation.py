@@ -177,6 +177,9 @@ def test_cogan_shares_generator_trunk_and_discriminator_tail():
     assert all(p.grad is not None for p in model.trunk.parameters())
     assert all(p.grad is None for p in model.head_b.parameters())
     model.zero_grad()
+    model.G_B(z).sum().backward()  # and G_B's gradient reaches it too
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.trunk.parameters())
+    model.zero_grad()
     x = torch.randn(2, 3, 32, 32)
     model.D_B(x).sum().backward()
     assert all(p.grad is not None for p in model.disc.parameters())
@@ -328,6 +331,10 @@ def test_latent_optimisation_leaves_weights_and_gradients_alone():
     assert all(p.grad is None for p in model.parameters())
     start = (model.render(torch.zeros(3, 8), "A") - target).pow(2).sum()
     assert (model.render(z, "A") - target).pow(2).sum() < start  # it moved z toward the target
+    with torch.no_grad():  # each image's code does not depend on the batch it came in
+        halves = torch.cat([model.optimise(target[:1], "A", torch.zeros(1, 8)),
+                            model.optimise(target[1:], "A", torch.zeros(2, 8))])
+    assert torch.allclose(halves, z, atol=1e-5)
 
 
 def test_model_rejects_bad_settings():

@@ -184,9 +184,7 @@ class TranslationTask(Task):
         opt = self.parse_predict(options)
         model, meta = run.model, run.data.meta
         direction = opt["direction"] or model.directions[0]
-        if direction not in model.directions:
-            raise UserError(f"{type(model).__name__} cannot do direction={direction}; it does "
-                            f"{', '.join(model.directions)}")
+        model._check_direction(direction)  # before any image is read
         files, images = read_images(opt["source"], int(meta["image_size"]), int(meta.get("channels", 3)))
         images = images.to(model_device(model))
         start = time.perf_counter()

@@ -30,7 +30,7 @@ class CoGAN(TwoDomainModel):
     directions = ("a2b", "b2a")
 
     def __init__(self, *, channels: int = 3, image_size: int = 32, z_dim: int = 64, width: int = 32,
-                 head_layers: int = 2, dropout: float = 0.0, invert_steps: int = 100,
+                 head_layers: int = 2, dropout: float = 0.0, invert_steps: int = 50,
                  invert_lr: float = 0.05) -> None:
         super().__init__()
         self.z_dim, self.invert_steps, self.invert_lr = int(z_dim), int(invert_steps), float(invert_lr)

@@ -43,7 +43,7 @@ class LatentInversion(TwoDomainModel):
     directions = ("reconstruct", "a2b", "b2a")
 
     def __init__(self, *, channels: int = 3, image_size: int = 32, z_dim: int = 32, width: int = 32,
-                 gan_steps: int = 1500, optimise_steps: int = 100, optimise_lr: float = 0.05,
+                 gan_steps: int = 1500, optimise_steps: int = 50, optimise_lr: float = 0.05,
                  dropout: float = 0.0) -> None:
         super().__init__()
         if gan_steps < 0 or optimise_steps < 0:

@@ -203,7 +203,9 @@ def optimise_latent(render: Callable[[torch.Tensor], torch.Tensor], target: torc
     opt = torch.optim.Adam([z], lr=lr)
     with torch.enable_grad():
         for _ in range(steps):
-            loss = (render(z).float() - target.float()).pow(2).flatten(1).sum(1).mean()
+            # a sum over images: z_i's gradient depends on image i alone, and Adam is per
+            # coordinate, so each image's code does not depend on the batch it came in
+            loss = (render(z).float() - target.float()).pow(2).sum()
             (grad,) = torch.autograd.grad(loss, z)
             z.grad = grad
             opt.step()
@@ -226,6 +228,7 @@ class TwoDomainModel(ZooModel):
         raise NotImplementedError
 
     def _check_direction(self, direction: str) -> None:
+        """A UserError naming the directions the model does, unless it does ``direction``."""
         if direction not in self.directions:
             raise UserError(f"{type(self).__name__} cannot do direction={direction}; it does "
                             f"{', '.join(self.directions)}")
