@@ -40,6 +40,7 @@ def test_two_domains_pairing_is_the_same_content_in_two_styles():
     assert torch.equal(a, render_a(mask_a)) and torch.equal(a_in_b, render_b(mask_a))
     assert torch.equal(b, render_b(mask_b)) and torch.equal(b_in_a, render_a(mask_b))
     assert a.shape == (3, 32, 32) and a.min() >= -1 and a.max() <= 1 and int(idx) == 3
+    assert int(la) == int(ds.labels_a[3]) and int(lb) == int(ds.labels_b[3])
     # the two contents of an item are drawn independently: unpaired training
     masks_a, masks_b = ds.masks_a.float(), ds.masks_b.float()
     assert not torch.equal(masks_a, masks_b)
@@ -269,6 +270,7 @@ def _state_equal(a, b) -> bool:
     return a == b
 
 
+@pytest.mark.slow
 def test_cyclegan_resumes_exactly_mid_run_with_its_pool(train, tmp_path, capsys):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert train(*CYCLE, f"hydra.run.dir={whole}") == 0

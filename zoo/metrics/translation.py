@@ -21,7 +21,8 @@ absolute pixel differences in [-1, 1] units (0: identical, 2: opposite).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

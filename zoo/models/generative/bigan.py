@@ -16,8 +16,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.models.generative.two_domain_nets import (ConvEncoder, Generator, TwoDomainModel, bce,
-                                                   dcgan_init, fixed_noise)
+from zoo.models.generative.two_domain_nets import (
+    ConvEncoder,
+    Generator,
+    TwoDomainModel,
+    bce,
+    dcgan_init,
+    fixed_noise,
+)
 
 
 class JointDiscriminator(nn.Module):

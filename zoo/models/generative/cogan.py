@@ -16,9 +16,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.models.generative.two_domain_nets import (ConvEncoder, GeneratorHead, GeneratorTrunk,
-                                                   TwoDomainModel, bce, dcgan_init, down,
-                                                   fixed_noise, optimise_latent)
+from zoo.models.generative.two_domain_nets import (
+    ConvEncoder,
+    GeneratorHead,
+    GeneratorTrunk,
+    TwoDomainModel,
+    bce,
+    dcgan_init,
+    down,
+    fixed_noise,
+    optimise_latent,
+)
 
 
 class CoGAN(TwoDomainModel):

@@ -22,8 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.models.generative.two_domain_nets import (PatchDiscriminator, ResnetGenerator,
-                                                   TwoDomainModel)
+from zoo.models.generative.two_domain_nets import (
+    PatchDiscriminator,
+    ResnetGenerator,
+    TwoDomainModel,
+)
 
 
 class ImagePool:

@@ -29,8 +29,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.errors import UserError
-from zoo.models.generative.two_domain_nets import (ConvEncoder, Generator, TwoDomainModel, bce,
-                                                   dcgan_init, fixed_noise, optimise_latent)
+from zoo.models.generative.two_domain_nets import (
+    ConvEncoder,
+    Generator,
+    TwoDomainModel,
+    bce,
+    dcgan_init,
+    fixed_noise,
+    optimise_latent,
+)
 
 DOMAINS = ("A", "B")
 

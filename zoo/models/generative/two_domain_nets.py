@@ -10,7 +10,8 @@ generator and the PatchGAN discriminator are CycleGAN's (Zhu et al., 2017).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
