@@ -190,7 +190,7 @@ class TranslationTask(Task):
         start = time.perf_counter()
         results = model.transform(images, direction, route=opt["route"])
         seconds = time.perf_counter() - start
-        print(f"{len(files)} images, {direction} ({opt['route']} route where it applies): "
+        print(f"{len(files)} image{'s' if len(files) != 1 else ''}, {direction} ({opt['route']} route where it applies): "
               f"{1000 * seconds / len(files):.1f} ms per image")
         for f, x, y in zip(files, images, results):
             print(f"{f.name}: mean absolute change {float((y - x).abs().mean()):.3f}")

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo.errors import UserError
 from zoo.models.generative.two_domain_nets import (
     ConvEncoder,
     Generator,
@@ -53,8 +54,6 @@ class BiGAN(TwoDomainModel):
                  disc_hidden: int = 256, dropout: float = 0.2, d_steps: int = 1) -> None:
         super().__init__()
         if d_steps < 1:
-            from zoo.errors import UserError
-
             raise UserError(f"model.d_steps must be >= 1, got {d_steps}")
         self.z_dim, self.d_steps = int(z_dim), int(d_steps)
         self.G = Generator(z_dim, channels, width, image_size)
