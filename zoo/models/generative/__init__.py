@@ -1,0 +1,1 @@
+"""Generative models: GANs, autoencoders, diffusion, and the models that map images between two domains."""
