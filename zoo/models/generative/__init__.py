@@ -1,0 +1,1 @@
+"""Generative models: GANs (plain, convolutional, conditional, text-conditioned), a VAE and a DDPM."""
