@@ -16,6 +16,9 @@ from zoo.models.generative.gan import GAN
 from zoo.models.generative.text_gan import TextGAN
 from zoo.models.generative.vae import VAE, gaussian_kl
 
+# the tests wrap optimizer.step to watch it, which torch's scheduler notices
+pytestmark = pytest.mark.filterwarnings("ignore:Seems like `optimizer.step")
+
 
 def _points(n=16):
     x = torch.randn(n, 2)
