@@ -71,7 +71,7 @@ def test_families_and_arguments():
     a = quality.parse(["family=detection", "models=yolo,ssd", "trainer.max_epochs=3"])
     assert (a.family, a.models, a.overrides) == ("detection", ["yolo", "ssd"], ["trainer.max_epochs=3"])
     fams = quality.families(a)
-    assert set(fams) == {"models", "classic", "sequence", "detection"}
+    assert set(fams) == {"models", "classic", "sequence", "detection", "generative"}
     configs = {p.stem for p in (ROOT / "configs" / "model").glob("*.yaml")}
     for fam in fams.values():
         for s in fam.sections:
