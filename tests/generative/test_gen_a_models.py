@@ -166,7 +166,7 @@ def test_conditional_requests():
     with pytest.raises(UserError):
         cgan.request(3, label=10)
     tg = TextGAN(vocab_size=10, attribute_sizes=[3, 3, 3, 3])
-    tokens, attrs = tg.request(2, text="blue square right of red circle")
+    _tokens, attrs = tg.request(2, text="blue square right of red circle")
     assert attrs.tolist() == [[0, 0, 2, 1]] * 2
     with pytest.raises(UserError, match="unknown word"):
         tg.request(2, text="purple circle left of blue square")
@@ -178,7 +178,7 @@ def test_data_is_seeded_and_described():
     a, b = Mixture2D(layout="grid", modes=25), Mixture2D(layout="grid", modes=25)
     assert torch.equal(a.dataset("val").tensors[0], b.dataset("val").tensors[0])
     assert len(a.meta["centers"]) == 25
-    images, labels, masks = ShapeImages(num_train=20).render("train")
+    images, _labels, masks = ShapeImages(num_train=20).render("train")
     assert images.shape == (20, 3, 32, 32) and 0 <= float(images.min()) and float(images.max()) <= 1
     assert torch.equal(images.amax(1) > 0, masks)
     from zoo.data.generative import describe, parse_description

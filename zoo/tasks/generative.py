@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -79,8 +79,8 @@ def image_grid(images: torch.Tensor, nrow: int = 8) -> torch.Tensor:
 class GenerativeTask(Task):
     name = "generative"
     title = "generative models"
-    evaluator_keys = {"domain": "the image classifier of the Fréchet distance (digits, shapes, ...)"}
-    predict_options = {
+    evaluator_keys: ClassVar[dict[str, str]] = {"domain": "the image classifier of the Fréchet distance (digits, shapes, ...)"}
+    predict_options: ClassVar[dict[str, Option]] = {
         "num": Option("int", 64, "how many samples", low=1, high=100000),
         "label": Option("int", None, "the class a conditional model draws", low=0, nullable=True,
                         metavar="K"),

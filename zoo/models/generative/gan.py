@@ -9,6 +9,7 @@ plain game circles from mode to mode on the ring)."""
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -19,7 +20,7 @@ from zoo.models.generative.base import AdversarialModel, bce_logits
 
 def mlp(sizes: list[int], act: type[nn.Module], final: nn.Module | None = None) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(act())
