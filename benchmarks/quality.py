@@ -13,10 +13,11 @@ on one time budget, word2vec, word order, KV-cache speed, captioning, BERT) and
 ``detection`` (the detectors on shapes with inference speed; the README's
 ``detection-table``), ``instance`` (Mask R-CNN's box and mask AP on shapes; the
 README's ``instance-table``), ``segmentation`` (FCN, U-Net, SegNet, PSPNet on
-shapes_seg, then U-Net with each loss; the README's ``segmentation-table``) and
+shapes_seg, then U-Net with each loss; the README's ``segmentation-table``),
 ``translation`` (the two-domain models: translation error beside the do-nothing
-baseline, reconstruction ratios; the README's ``translation-table``). A new family is
-one more entry in ``families()``.
+baseline, reconstruction ratios; the README's ``translation-table``) and ``generative``
+(modes covered, Fréchet distance, label accuracy, a VAE's small-detail error; the
+README's ``generative-table``). A new family is one more entry in ``families()``.
 
 Each row is ``python train.py model=M <overrides>`` in its own run directory, then
 ``python evaluate.py run=DIR split=S``. A family's tables go to
@@ -511,6 +512,81 @@ MODELS_ROWS = ("logistic_regression", "linear_regression", "mlp", "lenet", "alex
                "resnet18", "resnet34", "resnet50", "squeezenet", "mobilenet_v2", "shufflenet_v2")
 
 
+# -------------------------------------------------------------------------- generative
+def small_detail(row: Row) -> None:
+    """A VAE on shape images: reconstruction error on the pixels of small shapes vs large
+    ones (the median area splits them) and on the background, per pixel in [0, 1] units."""
+    import torch
+
+    from zoo.engine.config import build
+    from zoo.engine.run import checkpoint_path, load_model_weights, load_run_config
+
+    cfg = load_run_config(row["run"])
+    data = build(cfg.data, "data")
+    model = build(cfg.model, "model")
+    if not hasattr(model, "reconstruct") or not hasattr(data, "object_masks"):
+        return
+    load_model_weights(model, checkpoint_path(row["run"], None))
+    model.eval()
+    images, _, masks = data.render(row["split"])
+    with torch.no_grad():
+        rec = torch.cat([model.reconstruct(images[i:i + 250]) for i in range(0, len(images), 250)])
+    err = (rec - images).pow(2).mean(1)  # (N, H, W)
+    area = masks.flatten(1).sum(1)
+    small = area <= area.median()
+    for name, pick in (("small", small), ("large", ~small)):
+        m = masks[pick]
+        row[f"mse_{name}"] = float(err[pick][m].mean())
+    row["mse_background"] = float(err[~masks].mean())
+
+
+GENERATIVE_TARGETS = {"gan": ("modes_covered", 8, "high_quality_fraction", 0.8),
+                      "ddpm": ("modes_covered", 8, "high_quality_fraction", 0.8),
+                      "cgan": ("label_accuracy", 0.9, None, None),
+                      "text_gan": ("label_accuracy", 0.7, None, None)}
+
+
+def _gen_target(r: Row) -> str:
+    t = GENERATIVE_TARGETS.get(r["model"]) if r.get("overrides") in ("", None) else None
+    if t is None:
+        return "-"
+    a, av, b, bv = t
+    return f"{a} >= {av}" + (f", {b} >= {bv}" if b else "")
+
+
+def _gen_met(r: Row) -> str:
+    t = GENERATIVE_TARGETS.get(r["model"]) if r.get("overrides") in ("", None) else None
+    if t is None:
+        return "-"
+    m = r.get("metrics", {})
+    a, av, b, bv = t
+    ok = m.get(a, -1) >= av and (b is None or m.get(b, -1) >= bv)
+    return "yes" if ok else "no"
+
+
+def _row_value(key: str, digits: int = 4) -> Column:
+    return key, lambda r: fmt(r.get(key), digits)
+
+
+GENERATIVE_COLUMNS: list[Column] = [
+    ("model", lambda r: r["model"]), ("data", lambda r: r.get("data", "?")),
+    ("overrides", _overrides),
+    metric("modes_covered", 0), metric("high_quality_fraction", 3),
+    metric("frechet_distance", 1), metric("label_accuracy", 3), metric("sharpness_ratio", 3),
+    _row_value("mse_small"), _row_value("mse_large"), _row_value("mse_background"),
+    ("steps", lambda r: str(r.get("steps"))), ("train time", _train_time),
+    ("target", _gen_target), ("met", _gen_met),
+]
+
+GENERATIVE_ROWS = [
+    Experiment("gan"), Experiment("gan", ["model.d_steps=10"], name="gan_d10"),
+    Experiment("ddpm"), Experiment("dcgan"),
+    Experiment("dcgan", ["data=shape_images"], name="dcgan_shapes"),
+    Experiment("cgan"), Experiment("text_gan"), Experiment("vae"),
+    Experiment("vae", ["data=shape_images"], name="vae_shapes"),
+]
+
+
 def families(args: argparse.Namespace) -> dict[str, Family]:
     return {
         "models": Family(
@@ -548,6 +624,16 @@ def families(args: argparse.Namespace) -> dict[str, Family]:
             results="instance_segmentation", marker="instance-table",
             sections=[Section(None, INSTANCE_COLUMNS, [Experiment("mask_rcnn", split="val")],
                               after=inference_speed)]),
+        "generative": Family(
+            preface=("Generative models, default configs, scored on the test split (2-D: 2,500 "
+                     "samples; images: as many samples as real test images, Fréchet distance on "
+                     "the domain classifier's 64 features). Measured on a shared, loaded machine "
+                     f"(torch threads per run: {os.environ.get('OMP_NUM_THREADS', '1')}): train "
+                     "times are inflated. mse_small / mse_large: a VAE's reconstruction error on "
+                     "the pixels of small vs large shapes (per pixel, [0, 1] units)."),
+            results="generative", marker="generative-table",
+            sections=[Section(None, GENERATIVE_COLUMNS, GENERATIVE_ROWS, key_columns=3,
+                              after=small_detail)]),
     }
 
 

@@ -71,7 +71,8 @@ def test_families_and_arguments():
     a = quality.parse(["family=detection", "models=yolo,ssd", "trainer.max_epochs=3"])
     assert (a.family, a.models, a.overrides) == ("detection", ["yolo", "ssd"], ["trainer.max_epochs=3"])
     fams = quality.families(a)
-    assert {"models", "classic", "sequence", "detection", "instance", "segmentation", "translation"} <= set(fams)
+    assert {"models", "classic", "sequence", "detection", "instance", "segmentation", "translation",
+            "generative"} <= set(fams)
     configs = {p.stem for p in (ROOT / "zoo" / "configs" / "model").glob("*.yaml")}
     for fam in fams.values():
         for s in fam.sections:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,7 +221,8 @@ def classifier(domain: str) -> nn.Module:
             net = DomainClassifier(int(blob["channels"]), d.num_classes)
             net.load_state_dict(blob["model"])
             net.info = dict(blob["info"])  # type: ignore[assignment]
-        except Exception:  # an unreadable cache is retrained, not fatal
+        except (OSError, RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError):
+            # an unreadable cache is retrained, not fatal
             net = None
     if net is None:
         net, info = train_classifier(d)

@@ -1,1 +1,3 @@
-"""Generative models: GANs, autoencoders, diffusion, and the models that map images between two domains."""
+"""Generative models: GANs (plain, convolutional, conditional, text-conditioned, BiGAN,
+CoGAN, CycleGAN), a VAE, a DDPM, and the models that invert a generator or map images
+between two domains."""
