@@ -250,20 +250,13 @@ class DetectionTask(Task):
         ``segmentation`` and ``instance`` number in the json, and
         ``output/<name>_instances.png``: an instance map, 0 background and ``instance``
         on each detection's pixels (the higher score wins where masks overlap)."""
-        from zoo.data.detection import IMAGE_SUFFIXES, decode_image_file
+        from zoo.data.detection import decode_image_file
+        from zoo.data.images import image_files
         from zoo.export.runtime import predictor
 
         opt = self.parse_predict(options)
         model, meta = predictor(run, opt), run.data.meta
-        src = Path(opt["source"]).expanduser()
-        if src.is_dir():
-            files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif src.is_file():
-            files = [src]
-        else:
-            raise UserError(f"source {src} is neither an image nor a folder")
-        if not files:
-            raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {src}")
+        files = image_files(opt["source"])
         thresh = opt["score_thresh"]
         names = list(meta.get("class_names") or [])
         mapping = {int(k): int(v) for k, v in (meta.get("label_to_cat_id") or {}).items()}

@@ -120,20 +120,12 @@ class SegmentationTask(Task):
         from PIL import Image
 
         from zoo.data.detection import decode_image_file
-        from zoo.data.images import IMAGE_SUFFIXES
+        from zoo.data.images import image_files
         from zoo.data.segmentation import voc_palette
 
         opt = self.parse_predict(options)
         model, meta = run.model, run.data.meta
-        src = Path(opt["source"]).expanduser()
-        if src.is_dir():
-            files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif src.is_file():
-            files = [src]
-        else:
-            raise UserError(f"source {src} is neither an image nor a folder")
-        if not files:
-            raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {src}")
+        files = image_files(opt["source"])
         k = int(meta.get("num_classes") or model.num_classes)
         names = list(meta.get("class_names") or [str(c) for c in range(k)])
         pal = viz.palette(k + 1)[1:]

@@ -75,17 +75,9 @@ def read_images(source: str, size: int, channels: int) -> tuple[list[Path], torc
     """Image files of ``source`` (a file or a folder) -> (paths, (N, channels, size, size)
     in [-1, 1]), resized (bilinear, antialiased) as the run's data draws its images."""
     from zoo.data.detection import decode_image_file
-    from zoo.data.images import IMAGE_SUFFIXES
+    from zoo.data.images import image_files
 
-    src = Path(source).expanduser()
-    if src.is_dir():
-        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    elif src.is_file():
-        files = [src]
-    else:
-        raise UserError(f"source {src} is neither an image nor a folder")
-    if not files:
-        raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {src}")
+    files = image_files(source)
     out = []
     for f in files:
         x = decode_image_file(f).float().div(255)[None]

@@ -19,6 +19,7 @@ from torch import nn
 
 from zoo.errors import UserError
 from zoo.models.base import ZooModel
+from zoo.models.generative.base import dcgan_init  # noqa: F401 - re-exported for the two-domain models
 
 
 def check_size(image_size: int, least: int = 8) -> int:
@@ -27,18 +28,6 @@ def check_size(image_size: int, least: int = 8) -> int:
     if image_size < least or k != int(k):
         raise UserError(f"image_size must be a power of two >= {least}, got {image_size}")
     return int(k)
-
-
-def dcgan_init(module: nn.Module) -> None:
-    """Radford et al.'s initialisation: conv weights N(0, 0.02), norm weights N(1, 0.02)."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
 
 
 def up(cin: int, cout: int) -> nn.Sequential:
