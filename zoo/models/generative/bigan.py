@@ -39,7 +39,7 @@ class JointDiscriminator(nn.Module):
                                   nn.Linear(hidden, hidden), nn.LeakyReLU(0.2, True))
         self.joint = nn.Sequential(nn.LeakyReLU(0.2, True), nn.Dropout(dropout),
                                    nn.Linear(2 * hidden, hidden), nn.LeakyReLU(0.2, True),
-                                   nn.Dropout(dropout), nn.Linear(hidden, 1))
+                                   nn.Linear(hidden, 1))
 
     def apply_spectral_norm(self) -> None:
         """Wrap the weights (after initialisation: the power iteration starts from them)."""
