@@ -61,6 +61,9 @@ def test_two_domains_bad_sizes_are_one_line(train, tmp_path, capsys):
 # -- optimizer groups ----------------------------------------------------------------------------
 MODELS = {
     "bigan": lambda: BiGAN(width=8, z_dim=8, disc_hidden=16),
+    "bigan_ali": lambda: BiGAN(width=8, z_dim=8, disc_hidden=16, encoder="stochastic"),
+    "bigan_sn": lambda: BiGAN(width=8, z_dim=8, disc_hidden=16, spectral_norm=True),
+    "bigan_alice": lambda: BiGAN(width=8, z_dim=8, disc_hidden=16, cycle_critic=True),
     "cogan": lambda: CoGAN(width=8, z_dim=8, invert_steps=2),
     "cyclegan": lambda: CycleGAN(gen_width=4, blocks=1, disc_width=8, pool_size=4),
     "inversion": lambda: LatentInversion(width=8, z_dim=8, gan_steps=1, optimise_steps=2),
@@ -348,3 +351,42 @@ def test_model_rejects_bad_settings():
         BiGAN(d_steps=0)
     with pytest.raises(UserError, match="must be >= 0"):
         LatentInversion(gan_steps=-1)
+
+
+def test_bigan_stabilisers_do_what_they_say():
+    """ALI's stochastic encoder samples in training and gives its mean at prediction;
+    spectral norm bounds every D weight's largest singular value by 1; ALICE's critic
+    joins the discriminator group and judges (x, x) against (x, G(E(x)))."""
+    torch.manual_seed(0)
+    x = small_batch().a
+    ali = BiGAN(width=8, z_dim=8, disc_hidden=16, encoder="stochastic")
+    assert not torch.equal(ali.encode(x), ali.encode(x))              # a draw each time
+    torch.testing.assert_close(ali.encode(x, sample=False), ali.encode(x, sample=False))
+    mu = ali.E(x).chunk(2, dim=1)[0]
+    torch.testing.assert_close(ali.encode(x, sample=False), mu)
+    assert BiGAN(width=8, z_dim=8, disc_hidden=16).E(x).shape[1] == 8
+    assert ali.E(x).shape[1] == 16                                    # mean and log-variance
+
+    sn = BiGAN(width=8, z_dim=8, disc_hidden=16, spectral_norm=True)
+    sn.train()
+    for _ in range(30):  # power iterations converge in training-mode forwards
+        sn.D(x, torch.randn(len(x), 8))
+    linears = [m for m in sn.D.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in linears)
+    for m in linears:
+        assert torch.linalg.matrix_norm(m.weight.detach(), ord=2) < 1.05
+    assert not any(torch.nn.utils.parametrize.is_parametrized(m, "weight")
+                   for m in BiGAN(width=8, z_dim=8, disc_hidden=16).D.modules()
+                   if isinstance(m, torch.nn.Linear))
+
+    alice = BiGAN(width=8, z_dim=8, disc_hidden=16, cycle_critic=True)
+    d_ids = {id(p) for p in alice.optimizer_groups()["discriminator"]}
+    assert alice.D_xx is not None and {id(p) for p in alice.D_xx.parameters()} <= d_ids
+    plain = BiGAN(width=8, z_dim=8, disc_hidden=16)
+    assert plain.D_xx is None
+    # the critic adds a term to both losses
+    torch.manual_seed(1)
+    with_critic = alice.ge_loss(x)["loss_ge"]
+    alice.D_xx = None
+    torch.manual_seed(1)
+    assert not torch.isclose(with_critic, alice.ge_loss(x)["loss_ge"])
