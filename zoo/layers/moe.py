@@ -146,12 +146,17 @@ class MoE(nn.Module):
         order = flat.argsort(stable=True)
         token = order // k                                                   # source token per slot
         counts = torch.bincount(flat, minlength=self.num_experts).tolist()
-        outs, begin = [], 0
-        for e, n in enumerate(counts):
-            if n:
-                outs.append(self._expert(e, x[token[begin: begin + n]]))     # one matmul per expert
-            begin += n
-        y = torch.cat(outs, dim=0) * weights.reshape(-1)[order, None]        # (N k, D)
+        xs = x.index_select(0, token)                                        # (N k, D) grouped by expert
+        ws = weights.reshape(-1).index_select(0, order)[:, None]             # (N k, 1)
+        # unbind once: indexing the (E, ., .) parameters per expert would give each expert's
+        # backward a full-size zero gradient to fill and add
+        gate_up, down = self.gate_up_proj.unbind(0), self.down_proj.unbind(0)
+        outs = []
+        for e, part in enumerate(xs.split(counts)):
+            if part.shape[0]:                                                # one matmul per expert
+                gate, up = F.linear(part, gate_up[e]).chunk(2, dim=-1)
+                outs.append(F.linear(F.silu(gate) * up, down[e]))
+        y = torch.cat(outs, dim=0) * ws                                      # (N k, D)
         return torch.zeros_like(x).index_add_(0, token, y)
 
     def dense_forward(self, x: torch.Tensor, weights: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
