@@ -1,10 +1,16 @@
 """Text-conditioned GAN with the matching-aware discriminator (GAN-CLS, Reed et al. 2016):
-a small GRU text encoder turns the description into a code; G draws from noise and code;
+a text encoder turns the description into a code; G draws from noise and code;
 D sees (image, code) and calls only (description, matching real image) real, while
 (description, mismatched real image) and (description, generated image) are fake, so
 it must check that the image shows what the words say, not only that it looks real.
-``attribute_weight`` > 0 adds AC-GAN's auxiliary head on D predicting the scene's
-attributes (left/right colour and shape) from the image, which G is also scored by."""
+
+The default encoder keeps each word in its slot (``text_encoder="positional"``; ``"gru"``
+is the recurrent one); G gets the code concatenated to the noise and, with
+``conditioning="cbn"``, as the scale/shift of every BatchNorm (conditional BatchNorm);
+``projection`` adds the projection discriminator's <W code, features> term (Miyato &
+Koyama 2018) to D's fused GAN-CLS score. ``attribute_weight`` > 0 adds AC-GAN's
+auxiliary head on D predicting the scene's attributes (left/right colour and shape)
+from the image, trained on real images, which G is also scored by."""
 
 from __future__ import annotations
 
