@@ -39,6 +39,9 @@ class DataModule:
     collate_fn: Callable | None = None
     # False: training batches in dataset order (language-model streams that carry state)
     shuffle: bool = True
+    # loader settings, set by __init__; declared here so the loader reads them directly
+    persistent_workers: bool = True
+    prefetch_factor: int | None = None
 
     def __init__(
         self,

@@ -101,11 +101,9 @@ def train_loader(data: Any, dataset: Dataset, *, seed: int, device: torch.device
     extra: dict[str, Any] = {}
     if workers > 0:
         # Persistent workers live across epochs (no re-fork and re-import per epoch).
-        extra = {"persistent_workers": bool(getattr(data, "persistent_workers", True)),
-                 "worker_init_fn": _worker_init}
-        prefetch = getattr(data, "prefetch_factor", None)
-        if prefetch is not None:
-            extra["prefetch_factor"] = int(prefetch)
+        extra = {"persistent_workers": bool(data.persistent_workers), "worker_init_fn": _worker_init}
+        if data.prefetch_factor is not None:
+            extra["prefetch_factor"] = int(data.prefetch_factor)
         dataset = SeededSamples(dataset, seed)
     loader = DataLoader(dataset, batch_size=bs, sampler=sampler, num_workers=workers,
                         collate_fn=data.collate_fn, pin_memory=device.type == "cuda",
