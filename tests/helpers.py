@@ -13,3 +13,18 @@ def one_line_error(capsys: Any) -> str:
     assert err.startswith("error: "), err
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     return err
+
+
+def overfit(model, batch, steps: int, lr: float = 2e-3) -> None:
+    """Adam on one batch for ``steps`` steps through ``training_step``, then eval mode:
+    the overfit-one-scene tests of the detectors."""
+    import torch
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        model.train()
+        loss = sum(model.training_step(batch).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()

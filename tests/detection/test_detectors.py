@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 
+from tests.helpers import overfit
 from zoo.data.shapes import ShapesData
 from zoo.metrics.detection import DetectionEvaluator
 from zoo.models.detection.yolov2 import YOLOv2
@@ -21,14 +22,7 @@ def test_yolov2_overfits_one_image():
     i = next(i for i in range(len(ds)) if len(ds[i][1]["labels"]) >= 4)
     batch = ([ds[i][0]], [ds[i][1]])
     model = YOLOv2(num_classes=5, kmeans_anchors=False)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    for _ in range(100):
-        model.train()
-        loss = sum(model.training_step(batch).values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    overfit(model, batch, 100)
     ev = DetectionEvaluator(5, data.meta["class_names"])
     ev.update(model.predict(batch), batch)
     out = ev.compute()

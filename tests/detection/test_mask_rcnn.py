@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.helpers import overfit
 from zoo.data.detection import CocoData, VocData, build_detection_transforms
 from zoo.data.shapes import ShapesData
 from zoo.errors import DataError
@@ -372,14 +373,7 @@ def test_mask_rcnn_overfits_one_image():
     i = next(i for i in range(len(ds)) if len(ds[i][1]["labels"]) >= 4)
     batch = data.collate_fn([ds[i]])
     model = MaskRCNN(num_classes=5)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    for _ in range(80):
-        model.train()
-        loss = sum(model.training_step(batch).values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    overfit(model, batch, 80)
     ev = get_task("detection").build_evaluator(model, data.meta)
     ev.update(model.predict(batch), batch)
     out = ev.compute()
