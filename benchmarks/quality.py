@@ -5,6 +5,7 @@
     python benchmarks/quality.py family=sequence models=gpt lm_seconds=300
     python benchmarks/quality.py family=classic -- data.num_samples=400   # extra overrides
     python benchmarks/quality.py family=models models=lenet --quick       # a smoke run
+    python benchmarks/quality.py family=segmentation rows=unet_dice       # one row by run name
 
 Families (``FAMILIES``): ``models`` (each model's default config; the README's
 ``quality-table``), ``classic`` (linear models' lessons: closed form vs gradient descent
@@ -723,7 +724,7 @@ def write_block(path: Path, marker: str | None, family: Family,
 # -------------------------------------------------------------------------- entry
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("args", nargs="*", help="family=NAME, models=a,b, lm_seconds=N, lm_steps=N, "
+    ap.add_argument("args", nargs="*", help="family=NAME, models=a,b, rows=a,b, lm_seconds=N, lm_steps=N, "
                     "then train.py overrides for every row")
     ap.add_argument("--quick", action="store_true", help="trainer=debug runs; writes only to "
                     "--results/--readme when given")
@@ -734,13 +735,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     "(default README.md)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per training run")
     a = ap.parse_args(argv)
-    a.family, a.models, a.lm_seconds, a.lm_steps, a.overrides = "models", [], 600, 2000, []
+    a.family, a.models, a.rows, a.lm_seconds, a.lm_steps, a.overrides = "models", [], [], 600, 2000, []
     for item in a.args:
         key, _, value = item.partition("=")
         if key == "family":
             a.family = value
         elif key == "models":
             a.models = [m for m in value.split(",") if m]
+        elif key == "rows":  # run names: one row of a model that has several (unet_dice, gan_d10)
+            a.rows = [m for m in value.split(",") if m]
         elif key in ("lm_seconds", "lm_steps"):
             setattr(a, key, int(value))
         else:
@@ -763,6 +766,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {', '.join(unknown)} not in family '{a.family}'; valid: "
               f"{', '.join(sorted(known))}", file=sys.stderr)
         return 2
+    names = {e.run_name for s in family.sections for e in s.experiments}
+    bad_rows = [r for r in a.rows if r not in names]
+    if bad_rows:
+        print(f"error: rows={','.join(bad_rows)} not in family '{a.family}'; valid: "
+              f"{', '.join(sorted(names))}", file=sys.stderr)
+        return 2
     if a.family == "models":  # any model config can be measured with its defaults
         extra_rows = [m for m in a.models if m not in known]
         family.sections[0].experiments += [Experiment(m) for m in extra_rows]
@@ -773,13 +782,15 @@ def main(argv: list[str] | None = None) -> int:
     measured: list[tuple[Section, list[list[str]]]] = []
     for section in family.sections:
         if section.measure is not None:
-            if not a.models or section.name in a.models:
+            if (not a.models and not a.rows) or section.name in a.models:
                 print(f"measuring {section.name} ...", flush=True)
                 measured.append((section, section.measure()))
             continue
         rows = []
         for exp in section.experiments:
             if a.models and exp.model not in a.models:
+                continue
+            if a.rows and exp.run_name not in a.rows:
                 continue
             exp_overrides = [o for o in exp.overrides if not (a.quick and o.startswith("trainer."))]
             exp = Experiment(exp.model, exp_overrides, exp.split, exp.name)
@@ -791,7 +802,7 @@ def main(argv: list[str] | None = None) -> int:
             print("| " + " | ".join(rows[-1]) + " |", flush=True)
         if rows:
             measured.append((section, rows))
-    complete = not a.models and not a.quick
+    complete = not a.models and not a.rows and not a.quick
     text = family.preface + "\n\n" + "\n".join(s.render(r) for s, r in measured)
     print(text)
     results = Path(a.results) if a.results else (

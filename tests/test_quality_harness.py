@@ -79,3 +79,19 @@ def test_families_and_arguments():
             assert {e.model for e in s.experiments} <= configs
     assert quality.main(["family=nope"]) == 2
     assert quality.main(["family=detection", "models=lenet"]) == 2
+
+
+def test_rows_select_runs_by_name(tmp_path, monkeypatch):
+    a = quality.parse(["family=segmentation", "rows=unet_dice,unet"])
+    assert a.rows == ["unet_dice", "unet"] and a.models == []
+    trained = []
+
+    def fake(exp, runs, extra, timeout):
+        trained.append(exp.run_name)
+        return {"model": exp.model, "overrides": " ".join(exp.overrides), "run": runs, "error": "x"}
+
+    monkeypatch.setattr(quality, "train_and_eval", fake)
+    out = ["--runs", str(tmp_path), "--results", str(tmp_path / "r.md"), "--readme", str(tmp_path / "R.md")]
+    assert quality.main(["family=segmentation", "rows=unet_dice,unet", *out]) == 0
+    assert trained == ["unet", "unet_dice"]   # the default row, then the dice row: no other loss
+    assert quality.main(["family=segmentation", "rows=unet_nope", *out]) == 2
