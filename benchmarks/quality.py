@@ -84,16 +84,23 @@ def train_and_eval(exp: Experiment, runs: Path, extra: list[str], timeout: float
     row: Row = {"model": exp.model, "overrides": " ".join(exp.overrides).replace("{runs}", "RUNS"),
                 "run": run, "split": exp.split}
     t0 = time.perf_counter()
-    try:
-        proc = subprocess.run([sys.executable, str(ROOT / "train.py"), f"model={exp.model}",
-                               *overrides, *extra, f"hydra.run.dir={run}",
-                               "trainer.progress=false"],
-                              check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {**row, "wall_s": timeout, "error": "timeout"}
+    if (run / "metrics.json").is_file():          # --resume: a finished row is only scored again
+        command = None
+    elif (run / "checkpoints" / "last.pt").is_file():  # --resume: an interrupted row goes on
+        command = [sys.executable, str(ROOT / "train.py"), f"resume={run}", "trainer.progress=false"]
+    else:
+        command = [sys.executable, str(ROOT / "train.py"), f"model={exp.model}", *overrides, *extra,
+                   f"hydra.run.dir={run}", "trainer.progress=false"]
+    if command is not None:
+        try:
+            proc = subprocess.run(command, check=False, cwd=ROOT, env=env, capture_output=True, text=True,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {**row, "wall_s": timeout, "error": "timeout (python benchmarks/quality.py --resume "
+                    f"--runs {runs} ... goes on from the last checkpoint)"}
+        if proc.returncode != 0:
+            return {**row, "error": _last_line(proc)}
     row["wall_s"] = time.perf_counter() - t0
-    if proc.returncode != 0:
-        return {**row, "error": _last_line(proc)}
     summary = json.loads((run / "metrics.json").read_text())
     row.update(steps=summary.get("steps"), train_s=summary.get("train_time_s"),
                monitor=summary.get("monitor"))
@@ -734,6 +741,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--readme", default=None, help="README with the family's markers "
                     "(default README.md)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per training run")
+    ap.add_argument("--resume", action="store_true", help="--runs is one earlier run's folder "
+                    "(RUNS/<family>-<time>): rows that finished are scored again without training, "
+                    "interrupted ones resume from their last checkpoint, missing ones train")
     a = ap.parse_args(argv)
     a.family, a.models, a.rows, a.lm_seconds, a.lm_steps, a.overrides = "models", [], [], 600, 2000, []
     for item in a.args:
@@ -778,7 +788,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = list(a.overrides)
     if a.quick:
         extra += ["trainer=debug", "logger=none"]
-    runs = Path(a.runs) / f"{a.family}-{time.strftime('%Y%m%d-%H%M%S')}"
+    runs = Path(a.runs) if a.resume else Path(a.runs) / f"{a.family}-{time.strftime('%Y%m%d-%H%M%S')}"
     measured: list[tuple[Section, list[list[str]]]] = []
     for section in family.sections:
         if section.measure is not None:

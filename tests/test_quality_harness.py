@@ -95,3 +95,26 @@ def test_rows_select_runs_by_name(tmp_path, monkeypatch):
     assert quality.main(["family=segmentation", "rows=unet_dice,unet", *out]) == 0
     assert trained == ["unet", "unet_dice"]   # the default row, then the dice row: no other loss
     assert quality.main(["family=segmentation", "rows=unet_nope", *out]) == 2
+
+
+def test_resume_scores_finished_rows_and_continues_interrupted_ones(tmp_path, monkeypatch):
+    import subprocess
+
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1, "", "boom")
+
+    monkeypatch.setattr(quality.subprocess, "run", fake_run)
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "metrics.json").write_text("{}")
+    (tmp_path / "done" / "config.yaml").write_text("run_info: {}\n")
+    (tmp_path / "cut" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "cut" / "checkpoints" / "last.pt").write_bytes(b"")
+    quality.train_and_eval(quality.Experiment("unet", name="done"), tmp_path, [], 10)
+    assert calls[-1][1].endswith("evaluate.py")                       # no training at all
+    quality.train_and_eval(quality.Experiment("unet", name="cut"), tmp_path, [], 10)
+    assert calls[-1][1].endswith("train.py") and calls[-1][2] == f"resume={tmp_path / 'cut'}"
+    quality.train_and_eval(quality.Experiment("unet", name="new"), tmp_path, [], 10)
+    assert calls[-1][1].endswith("train.py") and calls[-1][2] == "model=unet"
