@@ -25,7 +25,8 @@ Each row is ``python train.py model=M <overrides>`` in its own run directory, th
 ``benchmarks/results/<name>.md`` (``quality``, ``classic``, ``sequence``, ``detection``,
 ``instance_segmentation``, ``segmentation``) and, where README.md has the family's markers
 (``<!-- quality-table -->`` ... ``<!-- /quality-table -->``), between them. With
-``models=`` only the rows measured are replaced, in tables of the same columns; rows not
+``models=`` (model names, or a row's run name such as ``gan_d10`` for that row alone)
+only the rows measured are replaced, in tables of the same columns; rows not
 re-measured keep their numbers. ``--quick`` trains each row with ``trainer=debug`` (a few
 steps) and writes only where ``--results``/``--readme`` point. Runs use one torch thread
 each unless ``OMP_NUM_THREADS`` says otherwise, so numbers compare on a shared machine.
@@ -492,7 +493,8 @@ def translation_family() -> Family:
                      ("ratio, G's own samples", lambda r: fmt(r.get("metrics", {}).get("reconstruction_ratio_generated"), 3)),
                      ("ratio, optimised z", lambda r: fmt(r.get("metrics", {}).get("reconstruction_ratio_optimised"), 3)),
                      ("< 0.7", met_ratio), *tail],
-                    [Experiment("bigan", ["trainer.max_steps=600", cap]),
+                    [Experiment("bigan"),
+                     Experiment("bigan", ["model.cycle_weight=0"], name="bigan_pure"),
                      Experiment("inversion", ["trainer.max_steps=500", "model.gan_steps=350",
                                               "model.optimise_steps=50", cap])],
                     key_columns=2),
@@ -587,7 +589,18 @@ GENERATIVE_COLUMNS: list[Column] = [
 ]
 
 GENERATIVE_ROWS = [
-    Experiment("gan"), Experiment("gan", ["model.d_steps=10"], name="gan_d10"),
+    Experiment("gan"),
+    Experiment("gan", ["model.d_steps=10", "trainer.max_steps=1000"], name="gan_d10"),
+    # the notes' warning without the R1 penalty that hides it: D ten steps ahead of G
+    # against one, at the same number of generator steps
+    Experiment("gan", ["model.d_steps=10", "model.r1_gamma=0", "trainer.max_steps=1000"],
+               name="gan_d10_plain"),
+    Experiment("gan", ["model.d_steps=1", "model.r1_gamma=0", "trainer.max_steps=1000"],
+               name="gan_d1_plain"),
+    Experiment("gan", ["model.d_steps=10", "model.r1_gamma=0", "trainer.max_steps=3000"],
+               name="gan_d10_plain_3k"),
+    Experiment("gan", ["model.d_steps=1", "model.r1_gamma=0", "trainer.max_steps=3000"],
+               name="gan_d1_plain_3k"),
     Experiment("ddpm"), Experiment("dcgan"),
     Experiment("dcgan", ["data=shape_images"], name="dcgan_shapes"),
     Experiment("cgan"), Experiment("text_gan"), Experiment("vae"),
@@ -768,8 +781,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown family '{a.family}'; valid: {', '.join(fams)}", file=sys.stderr)
         return 2
     family = fams[a.family]
+    # a model name selects all its rows; a row's run name (e.g. gan_d10) that row alone
     known = {e.model for s in family.sections for e in s.experiments} | {
-        s.name for s in family.sections if s.name}
+        s.name for s in family.sections if s.name} | {
+        e.run_name for s in family.sections for e in s.experiments}
     configs = {p.stem for p in (ROOT / "zoo" / "configs" / "model").glob("*.yaml")}
     unknown = [m for m in a.models if m not in known and not (a.family == "models" and m in configs)]
     if unknown:
@@ -798,7 +813,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rows = []
         for exp in section.experiments:
-            if a.models and exp.model not in a.models:
+            if a.models and exp.model not in a.models and exp.run_name not in a.models:
                 continue
             if a.rows and exp.run_name not in a.rows:
                 continue

@@ -60,8 +60,12 @@ class BiGAN(TwoDomainModel):
     (Miyato et al., 2018), a Lipschitz bound that keeps D from outrunning G and E.
     ``cycle_critic``: ALICE's adversarial conditional-entropy term (Li et al., 2017,
     "ALICE", the adversarial form of its cycle consistency): a second critic D_xx learns
-    to tell (x, x) from (x, G(E(x))), and G and E are also trained to fool it. No pixel
-    distance enters any loss; the pairs are judged, as in BiGAN itself."""
+    to tell (x, x) from (x, G(E(x))), and G and E are also trained to fool it.
+    ``cycle_weight`` > 0: ALICE's explicit form of the same regulariser, a bound on the
+    conditional entropy H(x | z) that the adversarial game alone leaves free (Li et al.,
+    2017): ``cycle_weight`` times the mean ``cycle_loss`` ("l1" or "l2") of x - G(E(x))
+    per pixel, added to the G/E loss. With 0 (and no critic) no pixel distance enters
+    any loss and the model is the pure BiGAN, whose pairs are only judged."""
 
     step_strategy = "manual"
     directions = ("reconstruct",)
@@ -70,12 +74,18 @@ class BiGAN(TwoDomainModel):
     def __init__(self, *, channels: int = 3, image_size: int = 32, z_dim: int = 32, width: int = 32,
                  disc_hidden: int = 256, dropout: float = 0.2, d_steps: int = 1,
                  encoder: str = "deterministic", spectral_norm: bool = False,
-                 cycle_critic: bool = False) -> None:
+                 cycle_critic: bool = False, cycle_weight: float = 0.0,
+                 cycle_loss: str = "l1") -> None:
         super().__init__()
         if d_steps < 1:
             raise UserError(f"model.d_steps must be >= 1, got {d_steps}")
         if encoder not in self.encoders:
             raise UserError(f"model.encoder must be one of {', '.join(self.encoders)}, got {encoder!r}")
+        if cycle_weight < 0:
+            raise UserError(f"model.cycle_weight must be >= 0, got {cycle_weight}")
+        if cycle_loss not in ("l1", "l2"):
+            raise UserError(f"model.cycle_loss must be one of l1, l2, got {cycle_loss!r}")
+        self.cycle_weight, self.cycle_loss = float(cycle_weight), cycle_loss
         self.z_dim, self.d_steps, self.stochastic = int(z_dim), int(d_steps), encoder == "stochastic"
         self.G = Generator(z_dim, channels, width, image_size)
         self.E = ConvEncoder(channels, width, image_size, z_dim * (2 if self.stochastic else 1))
@@ -125,9 +135,17 @@ class BiGAN(TwoDomainModel):
         code = self.encode(x)
         # swapped labels: the non-saturating form for both G and E
         loss = bce(self.D(x, code), False) + bce(self.D(self.G(z), z), True)
-        if self.D_xx is not None:
-            loss = loss + bce(self.D_xx(torch.cat([x, self.G(code)], 1)), True)
-        return {"loss_ge": loss}
+        out = {}
+        if self.D_xx is not None or self.cycle_weight > 0:
+            recon = self.G(code)
+            if self.D_xx is not None:
+                loss = loss + bce(self.D_xx(torch.cat([x, recon], 1)), True)
+            if self.cycle_weight > 0:
+                diff = (x.float() - recon.float())
+                cycle = diff.abs().mean() if self.cycle_loss == "l1" else diff.pow(2).mean()
+                out["loss_cycle"] = self.cycle_weight * cycle
+        out["loss_ge"] = loss
+        return out
 
     def training_step(self, batch: Any, handle: Any) -> None:
         for _ in range(self.d_steps):
