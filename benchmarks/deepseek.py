@@ -1,10 +1,12 @@
 """DeepSeek parts measured: KV-cache size and decode speed (MHA, GQA, MLA naive and
 absorbed), load balance from a skewed router (bias vs auxiliary loss vs none), bits per
-character at equal CPU time (gpt vs deepseek and its ablations), and MTP self-speculative
-decoding (acceptance rate, speed-up). Writes benchmarks/results/deepseek.md.
+character at equal CPU time (gpt vs deepseek and its ablations, two seeds), MLA vs MHA at
+equal steps (two seeds) and the MLA levers (latent/rope split, rope base, heads, per-head
+sizes, lr), and MTP self-speculative decoding (acceptance rate, speed-up). Writes
+benchmarks/results/deepseek.md, replacing only the sections it measured.
 
-    python benchmarks/deepseek.py                      # every part, default budgets
-    python benchmarks/deepseek.py --parts cache,balance --seconds 60
+    python benchmarks/deepseek.py                      # every part, default budgets (~50 min)
+    python benchmarks/deepseek.py --parts quality,mtp --seconds 180 --seeds 0,1
     python benchmarks/deepseek.py --quick              # a smoke run (tiny budgets)
 
 Training is a plain loop over the zoo's models and the pydoc corpus (AdamW 3e-3, weight
@@ -168,7 +170,7 @@ def part_balance(corpus: Corpus, steps: int) -> list[str]:
     for name, kw in rows:
         torch.manual_seed(0)
         model = DeepSeek(vocab_size=corpus.vocab, block_size=SEQ, n_layer=3, n_embd=64, n_head=4,
-                         qk_nope_dim=16, v_head_dim=16, kv_lora_rank=16, expert_hidden=64,
+                         qk_nope_dim=16, v_head_dim=16, kv_lora_rank=16, qk_rope_dim=8, expert_hidden=64,
                          ffn_hidden=192, mtp_depth=0, **kw)
         _skew(model, corpus)
         history: list[float] = []
@@ -294,20 +296,21 @@ def part_levers(corpus: Corpus, steps: int) -> list[str]:
         model = DeepSeek(vocab_size=corpus.vocab, block_size=SEQ, ffn="dense", mtp_depth=0, **kw)
         res = train(model, corpus, seconds=1e9, max_steps=steps, lr=lr)
         lines.append(f"| {name} | {_active(model)[0]:,} | {model.cache_bytes_per_token()} | "
-                     f"{1000 * res['cpu_s'] / res['steps']:.0f} | {res['bpc']:.3f} |")
+                     f"{1000 * res['cpu_s'] / res['steps']:.0f} | {res['bpc']:.4f} |")
         print(lines[-1], flush=True)
     return lines
 
 
 def merge(path: Path, new: str) -> str:
-    """The results file with the sections just measured replaced (others kept)."""
+    """The results file with the sections just measured replaced (its head and the other
+    sections kept)."""
     def sections(text: str) -> tuple[str, dict[str, str]]:
         head, *rest = text.split("\n## ")
         return head, {r.split("\n", 1)[0]: "## " + r for r in rest}
     if not path.is_file():
         return new
-    _, old = sections(path.read_text())
-    head, fresh = sections(new)
+    head, old = sections(path.read_text())   # the existing head says how the file was measured
+    _, fresh = sections(new)
     keep = {k: v for k, v in old.items() if not any(k.split(" (")[0] == f.split(" (")[0] for f in fresh)}
     parts = [head, *keep.values(), *fresh.values()]
     return "\n\n".join(p.strip("\n") for p in parts) + "\n"
@@ -316,7 +319,7 @@ def merge(path: Path, new: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--parts", default="cache,balance,quality,attention,levers,mtp")
-    ap.add_argument("--seconds", type=float, default=60.0, help="CPU seconds per quality row")
+    ap.add_argument("--seconds", type=float, default=180.0, help="CPU seconds per quality row")
     ap.add_argument("--balance-steps", type=int, default=300)
     ap.add_argument("--contexts", default="256,1024,4096")
     ap.add_argument("--attention-steps", type=int, default=1000)
