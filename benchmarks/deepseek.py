@@ -276,7 +276,7 @@ def part_attention(corpus: Corpus, steps: int, seeds: list[int]) -> list[str]:
 # buy at equal steps; every row keeps the cache at 32 numbers per layer except MHA's
 LEVERS = [("MHA", {"attention": "mha"}, 3e-3),
           ("MHA, rope base 100", {"attention": "mha", "rope_base": 100.0}, 3e-3),
-          ("MLA 24 + 8", {"kv_lora_rank": 24, "qk_rope_dim": 8}, 3e-3),
+          ("MLA 24 + 8 (previous default)", {"kv_lora_rank": 24, "qk_rope_dim": 8}, 3e-3),
           ("MLA 24 + 8, rope base 100", {"kv_lora_rank": 24, "qk_rope_dim": 8, "rope_base": 100.0}, 3e-3),
           ("MLA 20 + 12", {"kv_lora_rank": 20, "qk_rope_dim": 12}, 3e-3),
           ("MLA 16 + 16 (default)", {}, 3e-3),
