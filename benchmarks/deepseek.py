@@ -201,6 +201,8 @@ def part_quality(corpus: Corpus, seconds: float, seeds: list[int]) -> tuple[list
     V = corpus.vocab
     rows = [("gpt (default)", lambda: GPT(vocab_size=V, block_size=SEQ), seeds),
             ("deepseek (default: MLA + MoE + MTP 1)", lambda: DeepSeek(vocab_size=V, block_size=SEQ), seeds),
+            ("deepseek n_layer=3 (+ the MTP block: as many blocks as gpt)",
+             lambda: DeepSeek(vocab_size=V, block_size=SEQ, n_layer=3), seeds),
             ("deepseek ffn=dense (equal active params)",
              lambda: DeepSeek(vocab_size=V, block_size=SEQ, ffn="dense"), seeds[:1]),
             ("deepseek mtp_depth=0", lambda: DeepSeek(vocab_size=V, block_size=SEQ, mtp_depth=0), seeds[:1]),
