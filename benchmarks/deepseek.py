@@ -1,10 +1,12 @@
 """DeepSeek parts measured: KV-cache size and decode speed (MHA, GQA, MLA naive and
 absorbed), load balance from a skewed router (bias vs auxiliary loss vs none), bits per
-character at equal CPU time (gpt vs deepseek and its ablations), and MTP self-speculative
-decoding (acceptance rate, speed-up). Writes benchmarks/results/deepseek.md.
+character at equal CPU time (gpt vs deepseek and its ablations, two seeds), MLA vs MHA at
+equal steps (two seeds) and the MLA levers (latent/rope split, rope base, heads, per-head
+sizes, lr), and MTP self-speculative decoding (acceptance rate, speed-up). Writes
+benchmarks/results/deepseek.md, replacing only the sections it measured.
 
-    python benchmarks/deepseek.py                      # every part, default budgets
-    python benchmarks/deepseek.py --parts cache,balance --seconds 60
+    python benchmarks/deepseek.py                      # every part, default budgets (~50 min)
+    python benchmarks/deepseek.py --parts quality,mtp --seconds 180 --seeds 0,1
     python benchmarks/deepseek.py --quick              # a smoke run (tiny budgets)
 
 Training is a plain loop over the zoo's models and the pydoc corpus (AdamW 3e-3, weight
@@ -66,18 +68,19 @@ def bits_per_char(model: torch.nn.Module, corpus: Corpus) -> float:
     return total / n / math.log(2)
 
 
-def optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+def optimizer(model: torch.nn.Module, lr: float = 3e-3) -> torch.optim.Optimizer:
     decay = [p for p in model.parameters() if p.ndim >= 2]
     rest = [p for p in model.parameters() if p.ndim < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
-                             lr=3e-3, betas=(0.9, 0.95))
+                             lr=lr, betas=(0.9, 0.95))
 
 
 def train(model: torch.nn.Module, corpus: Corpus, seconds: float, max_steps: int = 10**9,
-          on_step=None, batch: int = BATCH) -> dict:
-    """Train until ``seconds`` of process CPU time; returns steps, CPU seconds, val bits/char."""
-    g = torch.Generator().manual_seed(0)
-    opt = optimizer(model)
+          on_step=None, batch: int = BATCH, seed: int = 0, lr: float = 3e-3) -> dict:
+    """Train until ``seconds`` of process CPU time; returns steps, CPU seconds, val bits/char.
+    ``seed`` picks the batches (the caller seeds the initialisation)."""
+    g = torch.Generator().manual_seed(seed)
+    opt = optimizer(model, lr)
     lr = opt.param_groups[0]["lr"]
     t0, step = time.process_time(), 0
     model.train()
@@ -105,7 +108,7 @@ def part_cache(contexts: list[int], new_tokens: int) -> list[str]:
     rows = [("MHA (4 heads x 32)", {"attention": "mha"}, None),
             ("GQA (2 kv heads)", {"attention": "mha", "n_kv_head": 2}, None),
             ("MQA (1 kv head)", {"attention": "mha", "n_kv_head": 1}, None),
-            ("MLA naive (latent 24 + rope 8)", {"attention": "mla"}, "naive"),
+            ("MLA naive (latent 16 + rope 16)", {"attention": "mla"}, "naive"),
             ("MLA absorbed", {"attention": "mla"}, "absorbed")]
     lines = ["| attention | cache bytes/token (4 layers, fp32) | vs MHA | "
              + " | ".join(f"decode tok/s @ {c}" for c in contexts) + " |",
@@ -167,7 +170,7 @@ def part_balance(corpus: Corpus, steps: int) -> list[str]:
     for name, kw in rows:
         torch.manual_seed(0)
         model = DeepSeek(vocab_size=corpus.vocab, block_size=SEQ, n_layer=3, n_embd=64, n_head=4,
-                         qk_nope_dim=16, v_head_dim=16, kv_lora_rank=16, expert_hidden=64,
+                         qk_nope_dim=16, v_head_dim=16, kv_lora_rank=16, qk_rope_dim=8, expert_hidden=64,
                          ffn_hidden=192, mtp_depth=0, **kw)
         _skew(model, corpus)
         history: list[float] = []
@@ -182,40 +185,52 @@ def part_balance(corpus: Corpus, steps: int) -> list[str]:
     return lines
 
 
-def part_quality(corpus: Corpus, seconds: float) -> tuple[list[str], DeepSeek | None]:
-    rows = [("gpt (default)", lambda: GPT(vocab_size=corpus.vocab, block_size=SEQ)),
-            ("deepseek (default: MLA + MoE + MTP 1)", lambda: DeepSeek(vocab_size=corpus.vocab, block_size=SEQ)),
-            ("deepseek ffn=dense (equal active params)", lambda: DeepSeek(vocab_size=corpus.vocab, block_size=SEQ,
-                                                                           ffn="dense")),
-            ("deepseek mtp_depth=0", lambda: DeepSeek(vocab_size=corpus.vocab, block_size=SEQ, mtp_depth=0)),
-            ("deepseek attention=mha", lambda: DeepSeek(vocab_size=corpus.vocab, block_size=SEQ, attention="mha"))]
-    lines = [(f"| model | parameters (active) | steps in {seconds:.0f} CPU s | val bits/char | "
+def _active(model: torch.nn.Module) -> tuple[int, int]:
+    """(all parameters, those one token's main-model forward uses: routed experts it skips
+    and the MTP modules left out)."""
+    total = sum(p.numel() for p in model.parameters())
+    active = total
+    if isinstance(model, DeepSeek):
+        for m in model.moe_layers().values():
+            active -= (m.num_experts - m.top_k) * 3 * m.dim * m.hidden
+        active -= sum(p.numel() for p in model.mtp.parameters())
+    return total, active
+
+
+def part_quality(corpus: Corpus, seconds: float, seeds: list[int]) -> tuple[list[str], DeepSeek | None]:
+    V = corpus.vocab
+    rows = [("gpt (default)", lambda: GPT(vocab_size=V, block_size=SEQ), seeds),
+            ("deepseek (default: MLA + MoE + MTP 1)", lambda: DeepSeek(vocab_size=V, block_size=SEQ), seeds),
+            ("deepseek n_layer=3 (+ the MTP block: as many blocks as gpt)",
+             lambda: DeepSeek(vocab_size=V, block_size=SEQ, n_layer=3), seeds),
+            ("deepseek ffn=dense (equal active params)",
+             lambda: DeepSeek(vocab_size=V, block_size=SEQ, ffn="dense"), seeds[:1]),
+            ("deepseek mtp_depth=0", lambda: DeepSeek(vocab_size=V, block_size=SEQ, mtp_depth=0), seeds[:1]),
+            ("deepseek attention=mha", lambda: DeepSeek(vocab_size=V, block_size=SEQ, attention="mha"), seeds[:1])]
+    lines = [(f"| model | seed | parameters (active) | steps in {seconds:.0f} CPU s | ms/step | val bits/char | "
              "cache bytes/token | max/mean load |"),
-             "|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|"]
     default = None
-    for name, make in rows:
-        torch.manual_seed(0)
-        model = make()
-        total = sum(p.numel() for p in model.parameters())
-        active = total
-        if isinstance(model, DeepSeek):
-            for m in model.moe_layers().values():
-                active -= (m.num_experts - m.top_k) * 3 * m.dim * m.hidden
-            active -= sum(p.numel() for p in model.mtp.parameters())
-        res = train(model, corpus, seconds)
-        cache = (model.cache_bytes_per_token() if isinstance(model, DeepSeek)
-                 else 2 * len(model.blocks) * model.tok_emb.weight.shape[1] * 4)
-        load = "-"
-        if isinstance(model, DeepSeek) and model.moe_layers():
-            with torch.no_grad():
-                model.eval()
-                model(corpus.val_x[:64])
-                ratio, _ = MoE.load_stats(torch.stack([m.last_load for m in model.moe_layers().values()]))
-                load = f"{float(ratio.mean()):.2f}"
-        lines.append(f"| {name} | {total:,} ({active:,}) | {res['steps']} | {res['bpc']:.3f} | {cache} | {load} |")
-        print(lines[-1], flush=True)
-        if name.startswith("deepseek (default"):
-            default = model
+    for name, make, row_seeds in rows:
+        for seed in row_seeds:
+            torch.manual_seed(seed)
+            model = make()
+            total, active = _active(model)
+            res = train(model, corpus, seconds, seed=seed)
+            cache = (model.cache_bytes_per_token() if isinstance(model, DeepSeek)
+                     else 2 * len(model.blocks) * model.tok_emb.weight.shape[1] * 4)
+            load = "-"
+            if isinstance(model, DeepSeek) and model.moe_layers():
+                with torch.no_grad():
+                    model.eval()
+                    model(corpus.val_x[:64])
+                    ratio, _ = MoE.load_stats(torch.stack([m.last_load for m in model.moe_layers().values()]))
+                    load = f"{float(ratio.mean()):.2f}"
+            lines.append(f"| {name} | {seed} | {total:,} ({active:,}) | {res['steps']} | "
+                         f"{1000 * res['cpu_s'] / res['steps']:.0f} | {res['bpc']:.3f} | {cache} | {load} |")
+            print(lines[-1], flush=True)
+            if name.startswith("deepseek (default") and default is None:
+                default = model
     return lines, default
 
 
@@ -237,26 +252,67 @@ def part_mtp(model: DeepSeek, corpus: Corpus, new_tokens: int) -> list[str]:
     return lines
 
 
-def part_attention(corpus: Corpus, steps: int) -> list[str]:
-    lines = ["| attention | cache bytes/token | val bits/char |", "|---|---|---|"]
-    for name, kw in [("MHA", {"attention": "mha"}), ("MLA (latent 24 + rope 8)", {"attention": "mla"})]:
+def _mla_name(model: DeepSeek) -> str:
+    a = model.blocks[0].self_attn
+    if not hasattr(a, "kv_lora_rank"):
+        return f"MHA ({a.num_heads} heads x {a.head_dim})"
+    return (f"MLA (latent {a.kv_lora_rank} + rope {a.rope}, {a.num_heads} heads, "
+            f"nope {a.nope}, v {a.v_dim})")
+
+
+def part_attention(corpus: Corpus, steps: int, seeds: list[int]) -> list[str]:
+    lines = ["| attention | seed | parameters | cache bytes/token | ms/step | val bits/char |",
+             "|---|---|---|---|---|---|"]
+    for kw in ({"attention": "mha"}, {"attention": "mla"}):
+        for seed in seeds:
+            torch.manual_seed(seed)
+            model = DeepSeek(vocab_size=corpus.vocab, block_size=SEQ, ffn="dense", mtp_depth=0, **kw)
+            res = train(model, corpus, seconds=1e9, max_steps=steps, seed=seed)
+            lines.append(f"| {_mla_name(model)} | {seed} | {_active(model)[0]:,} | {model.cache_bytes_per_token()} | "
+                         f"{1000 * res['cpu_s'] / res['steps']:.0f} | {res['bpc']:.3f} |")
+            print(lines[-1], flush=True)
+    return lines
+
+
+# (label, DeepSeek overrides, learning rate): what the MLA split, heads and per-head sizes
+# buy at equal steps; every row keeps the cache at 32 numbers per layer except MHA's
+LEVERS = [("MHA", {"attention": "mha"}, 3e-3),
+          ("MHA, rope base 100", {"attention": "mha", "rope_base": 100.0}, 3e-3),
+          ("MLA 24 + 8 (previous default)", {"kv_lora_rank": 24, "qk_rope_dim": 8}, 3e-3),
+          ("MLA 24 + 8, rope base 100", {"kv_lora_rank": 24, "qk_rope_dim": 8, "rope_base": 100.0}, 3e-3),
+          ("MLA 20 + 12", {"kv_lora_rank": 20, "qk_rope_dim": 12}, 3e-3),
+          ("MLA 16 + 16 (default)", {}, 3e-3),
+          ("MLA 16 + 16, rope base 100", {"rope_base": 100.0}, 3e-3),
+          ("MLA 16 + 16, lr 5e-3", {}, 5e-3),
+          ("MLA 12 + 20", {"kv_lora_rank": 12, "qk_rope_dim": 20}, 3e-3),
+          ("MLA 24 + 8, nope 64, v 64", {"kv_lora_rank": 24, "qk_rope_dim": 8, "qk_nope_dim": 64,
+                                          "v_head_dim": 64}, 3e-3),
+          ("MLA 24 + 8, 8 heads", {"kv_lora_rank": 24, "qk_rope_dim": 8, "n_head": 8}, 3e-3),
+          ("MLA 16 + 16, 8 heads, nope 16, v 16", {"n_head": 8, "qk_nope_dim": 16, "v_head_dim": 16}, 3e-3)]
+
+
+def part_levers(corpus: Corpus, steps: int) -> list[str]:
+    lines = ["| variant | parameters | cache bytes/token | ms/step | val bits/char |", "|---|---|---|---|---|"]
+    for name, kw, lr in LEVERS:
         torch.manual_seed(0)
         model = DeepSeek(vocab_size=corpus.vocab, block_size=SEQ, ffn="dense", mtp_depth=0, **kw)
-        res = train(model, corpus, seconds=1e9, max_steps=steps)
-        lines.append(f"| {name} | {model.cache_bytes_per_token()} | {res['bpc']:.3f} |")
+        res = train(model, corpus, seconds=1e9, max_steps=steps, lr=lr)
+        lines.append(f"| {name} | {_active(model)[0]:,} | {model.cache_bytes_per_token()} | "
+                     f"{1000 * res['cpu_s'] / res['steps']:.0f} | {res['bpc']:.4f} |")
         print(lines[-1], flush=True)
     return lines
 
 
 def merge(path: Path, new: str) -> str:
-    """The results file with the sections just measured replaced (others kept)."""
+    """The results file with the sections just measured replaced (its head and the other
+    sections kept)."""
     def sections(text: str) -> tuple[str, dict[str, str]]:
         head, *rest = text.split("\n## ")
         return head, {r.split("\n", 1)[0]: "## " + r for r in rest}
     if not path.is_file():
         return new
-    _, old = sections(path.read_text())
-    head, fresh = sections(new)
+    head, old = sections(path.read_text())   # the existing head says how the file was measured
+    _, fresh = sections(new)
     keep = {k: v for k, v in old.items() if not any(k.split(" (")[0] == f.split(" (")[0] for f in fresh)}
     parts = [head, *keep.values(), *fresh.values()]
     return "\n\n".join(p.strip("\n") for p in parts) + "\n"
@@ -264,18 +320,21 @@ def merge(path: Path, new: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--parts", default="cache,balance,quality,attention,mtp")
-    ap.add_argument("--seconds", type=float, default=60.0, help="CPU seconds per quality row")
+    ap.add_argument("--parts", default="cache,balance,quality,attention,levers,mtp")
+    ap.add_argument("--seconds", type=float, default=180.0, help="CPU seconds per quality row")
     ap.add_argument("--balance-steps", type=int, default=300)
     ap.add_argument("--contexts", default="256,1024,4096")
-    ap.add_argument("--attention-steps", type=int, default=300)
+    ap.add_argument("--attention-steps", type=int, default=1000)
+    ap.add_argument("--levers-steps", type=int, default=300)
+    ap.add_argument("--seeds", default="0,1", help="seeds of the gpt/deepseek quality rows and the attention rows")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "deepseek.md"))
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     parts = a.parts.split(",")
+    seeds = [int(x) for x in a.seeds.split(",")]
     if a.quick:
-        a.seconds, a.balance_steps, a.contexts, a.attention_steps = 3.0, 5, "64,128", 3
+        a.seconds, a.balance_steps, a.contexts, a.attention_steps, a.levers_steps = 3.0, 5, "64,128", 3, 2
     corpus = Corpus()
     out = ["# DeepSeek parts: MLA cache, MoE balance, MTP", "",
            "Measured on a shared, loaded 2-core machine, one torch thread per run; wall-clock "
@@ -291,15 +350,18 @@ def main(argv: list[str] | None = None) -> int:
     default = None
     if "quality" in parts:
         out += ["## Bits per character at equal CPU time (pydoc corpus, val split)", ""]
-        lines, default = part_quality(corpus, a.seconds)
+        lines, default = part_quality(corpus, a.seconds, seeds)
         out += lines + [""]
     if "mtp" in parts and default is None:
-        torch.manual_seed(0)
+        torch.manual_seed(seeds[0])
         default = DeepSeek(vocab_size=corpus.vocab, block_size=SEQ)
-        train(default, corpus, a.seconds)
+        train(default, corpus, a.seconds, seed=seeds[0])
     if "attention" in parts:
         out += [f"## MLA vs MHA at equal steps ({a.attention_steps} steps, dense FFN, no MTP)", ""]
-        out += part_attention(corpus, a.attention_steps) + [""]
+        out += part_attention(corpus, a.attention_steps, seeds) + [""]
+    if "levers" in parts:
+        out += [f"## MLA levers at equal steps ({a.levers_steps} steps, dense FFN, no MTP, seed 0)", ""]
+        out += part_levers(corpus, a.levers_steps) + [""]
     if "mtp" in parts:
         out += [("## Self-speculative decoding with the MTP module (the default deepseek above, greedy, "
                 "8-character prompt + 56 new tokens: the 64-token window, all of it drafted)"), ""]

@@ -109,6 +109,25 @@ def test_cache_bytes_per_token_are_the_latent_and_the_rotary_key(dtype):
     assert RotaryAttention(32, 4, 1).cache_bytes_per_token(dtype) == 2 * 8 * size
 
 
+def test_default_config_caches_at_most_an_eighth_of_mha_and_matches_the_class_defaults():
+    """The shipped model=deepseek sizes: MLA's cache is <= 1/8 of rotary MHA's at the same
+    width and depth, and the yaml and the constructor agree on the MLA split."""
+    import inspect
+    from pathlib import Path
+
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[2] / "zoo/configs/model/deepseek.yaml").read_text())
+    model_cfg = {k: v for k, v in cfg["model"].items() if k not in ("_target_", "vocab_size", "block_size")}
+    mla = DeepSeek(vocab_size=V, block_size=cfg["data"]["seq_len"], **model_cfg)
+    mha = DeepSeek(vocab_size=V, block_size=cfg["data"]["seq_len"], **{**model_cfg, "attention": "mha"})
+    assert model_cfg["attention"] == "mla"
+    assert 8 * mla.cache_bytes_per_token() <= mha.cache_bytes_per_token()
+    defaults = inspect.signature(DeepSeek).parameters
+    for key in ("n_layer", "n_head", "n_embd", "kv_lora_rank", "qk_rope_dim", "qk_nope_dim", "v_head_dim"):
+        assert defaults[key].default == model_cfg[key], key
+
+
 @pytest.mark.parametrize("kw", [{"score": "sigmoid", "num_groups": 4, "topk_groups": 2, "route_scale": 2.5},
                                 {"score": "softmax", "norm_topk": False, "num_shared": 2},
                                 {"score": "sigmoid", "top_k": 1, "num_shared": 0}])

@@ -98,8 +98,8 @@ class DeepSeek(TextGenerator, ZooModel):
 
     def __init__(self, *, vocab_size: int, block_size: int = 64, n_layer: int = 4, n_head: int = 4,
                  n_embd: int = 128, attention: str = "mla", ffn: str = "moe",
-                 kv_lora_rank: int = 24, q_lora_rank: int | None = None, qk_nope_dim: int = 32,
-                 qk_rope_dim: int = 8, v_head_dim: int = 32, n_kv_head: int | None = None,
+                 kv_lora_rank: int = 16, q_lora_rank: int | None = None, qk_nope_dim: int = 32,
+                 qk_rope_dim: int = 16, v_head_dim: int = 32, n_kv_head: int | None = None,
                  ffn_hidden: int = 384, n_experts: int = 8, n_shared: int = 1, top_k: int = 2,
                  expert_hidden: int = 128, first_k_dense: int = 1, score: str = "sigmoid",
                  n_groups: int = 1, topk_groups: int = 1, route_scale: float = 1.0,
