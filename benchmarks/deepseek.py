@@ -22,6 +22,7 @@ import argparse
 import math
 import sys
 import time
+from typing import Any
 from pathlib import Path
 
 import torch
@@ -260,16 +261,24 @@ def _mla_name(model: DeepSeek) -> str:
             f"nope {a.nope}, v {a.v_dim})")
 
 
+def _dense_no_mtp(corpus: Corpus, kw: dict, steps: int, seed: int = 0, **train_kw: Any) -> tuple[str, dict]:
+    """Train a dense-FFN, MTP-off DeepSeek with ``kw`` for ``steps``; returns the table
+    cells parameters | cache bytes/token | ms/step, and the training result."""
+    torch.manual_seed(seed)
+    model = DeepSeek(vocab_size=corpus.vocab, block_size=SEQ, ffn="dense", mtp_depth=0, **kw)
+    res = train(model, corpus, seconds=1e9, max_steps=steps, **train_kw)
+    res["name"] = _mla_name(model)
+    return (f"{_active(model)[0]:,} | {model.cache_bytes_per_token()} | "
+            f"{1000 * res['cpu_s'] / res['steps']:.0f}"), res
+
+
 def part_attention(corpus: Corpus, steps: int, seeds: list[int]) -> list[str]:
     lines = ["| attention | seed | parameters | cache bytes/token | ms/step | val bits/char |",
              "|---|---|---|---|---|---|"]
     for kw in ({"attention": "mha"}, {"attention": "mla"}):
         for seed in seeds:
-            torch.manual_seed(seed)
-            model = DeepSeek(vocab_size=corpus.vocab, block_size=SEQ, ffn="dense", mtp_depth=0, **kw)
-            res = train(model, corpus, seconds=1e9, max_steps=steps, seed=seed)
-            lines.append(f"| {_mla_name(model)} | {seed} | {_active(model)[0]:,} | {model.cache_bytes_per_token()} | "
-                         f"{1000 * res['cpu_s'] / res['steps']:.0f} | {res['bpc']:.3f} |")
+            cells, res = _dense_no_mtp(corpus, kw, steps, seed)
+            lines.append(f"| {res['name']} | {seed} | {cells} | {res['bpc']:.3f} |")
             print(lines[-1], flush=True)
     return lines
 
@@ -294,11 +303,8 @@ LEVERS = [("MHA", {"attention": "mha"}, 3e-3),
 def part_levers(corpus: Corpus, steps: int) -> list[str]:
     lines = ["| variant | parameters | cache bytes/token | ms/step | val bits/char |", "|---|---|---|---|---|"]
     for name, kw, lr in LEVERS:
-        torch.manual_seed(0)
-        model = DeepSeek(vocab_size=corpus.vocab, block_size=SEQ, ffn="dense", mtp_depth=0, **kw)
-        res = train(model, corpus, seconds=1e9, max_steps=steps, lr=lr)
-        lines.append(f"| {name} | {_active(model)[0]:,} | {model.cache_bytes_per_token()} | "
-                     f"{1000 * res['cpu_s'] / res['steps']:.0f} | {res['bpc']:.4f} |")
+        cells, res = _dense_no_mtp(corpus, kw, steps, lr=lr)
+        lines.append(f"| {name} | {cells} | {res['bpc']:.4f} |")
         print(lines[-1], flush=True)
     return lines
 
