@@ -196,8 +196,9 @@ def fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
-def metric(key: str, digits: int = 4) -> Column:
-    return key, lambda r: fmt(r.get("metrics", {}).get(key), digits)
+def metric(key: str, digits: int = 4, title: str | None = None) -> Column:
+    """The column ``title`` (default: the key) showing ``metrics[key]`` to ``digits`` places."""
+    return title or key, lambda r: fmt(r.get("metrics", {}).get(key), digits)
 
 
 @dataclass
@@ -270,9 +271,9 @@ CLASSIC_COLUMNS: list[Column] = [
     ("model", lambda r: r["model"]), ("data", lambda r: r.get("data", "?")),
     ("overrides", lambda r: " ".join(o for o in r["overrides"].split()
                                      if not o.startswith(("data=", "logger="))) or "(default)"),
-    ("test accuracy", lambda r: fmt(r.get("metrics", {}).get("accuracy"))),
-    ("test MSE", lambda r: fmt(r.get("metrics", {}).get("mse"))),
-    ("test R²", lambda r: fmt(r.get("metrics", {}).get("r2"))),
+    metric("accuracy", title="test accuracy"),
+    metric("mse", title="test MSE"),
+    metric("r2", title="test R²"),
     ("zero weights", lambda r: r.get("zero_weights", "–")), ("wall", _wall),
 ]
 
@@ -293,10 +294,10 @@ DETECTION_COLUMNS: list[Column] = [
     ("params", lambda r: f"{r['params'] / 1e6:.2f} M" if "params" in r else "–"),
     ("steps", lambda r: str(r.get("steps"))),
     ("train time", lambda r: f"{r.get('wall_s', 0) / 60:.1f} min"),
-    ("mAP", lambda r: fmt(r.get("metrics", {}).get("map"), 3)),
-    ("mAP@0.5", lambda r: fmt(r.get("metrics", {}).get("map_50"), 3)),
-    ("mAP@0.75", lambda r: fmt(r.get("metrics", {}).get("map_75"), 3)),
-    ("VOC07 AP", lambda r: fmt(r.get("metrics", {}).get("voc07_map"), 3)),
+    metric("map", 3, "mAP"),
+    metric("map_50", 3, "mAP@0.5"),
+    metric("map_75", 3, "mAP@0.75"),
+    metric("voc07_map", 3, "VOC07 AP"),
     ("inference img/s", lambda r: f"{r.get('images_per_s', 0):.0f}"),
     ("target mAP@0.5", lambda r: str(DETECTION_TARGET_MAP50.get(r["model"], "-"))),
     ("met", _met),
@@ -321,12 +322,12 @@ INSTANCE_COLUMNS: list[Column] = [
     ("params", lambda r: f"{r['params'] / 1e6:.2f} M" if "params" in r else "–"),
     ("steps", lambda r: str(r.get("steps"))),
     ("train time", lambda r: f"{(r.get('train_s') or r.get('wall_s') or 0) / 60:.1f} min"),
-    ("box mAP", lambda r: fmt(r.get("metrics", {}).get("map"), 3)),
-    ("box mAP@0.5", lambda r: fmt(r.get("metrics", {}).get("map_50"), 3)),
-    ("mask mAP", lambda r: fmt(r.get("metrics", {}).get("mask_map"), 3)),
-    ("mask mAP@0.5", lambda r: fmt(r.get("metrics", {}).get("mask_map_50"), 3)),
-    ("mask mAP@0.75", lambda r: fmt(r.get("metrics", {}).get("mask_map_75"), 3)),
-    ("mask mAP small", lambda r: fmt(r.get("metrics", {}).get("mask_map_small"), 3)),
+    metric("map", 3, "box mAP"),
+    metric("map_50", 3, "box mAP@0.5"),
+    metric("mask_map", 3, "mask mAP"),
+    metric("mask_map_50", 3, "mask mAP@0.5"),
+    metric("mask_map_75", 3, "mask mAP@0.75"),
+    metric("mask_map_small", 3, "mask mAP small"),
     ("inference img/s", lambda r: f"{r.get('images_per_s', 0):.0f}"),
     ("target mask mAP@0.5", lambda r: str(INSTANCE_TARGET_MASK_MAP50.get(r["model"], "-"))),
     ("met", _instance_met),
@@ -350,10 +351,10 @@ def _seg_loss(r: Row) -> str:
 
 
 SEGMENTATION_METRICS: list[Column] = [
-    ("mIoU", lambda r: fmt(r.get("metrics", {}).get("miou"), 3)),
-    ("mean Dice", lambda r: fmt(r.get("metrics", {}).get("mdice"), 3)),
-    ("small-object IoU", lambda r: fmt(r.get("metrics", {}).get("small_object_iou"), 3)),
-    ("pixel accuracy", lambda r: fmt(r.get("metrics", {}).get("pixel_accuracy"), 3)),
+    metric("miou", 3, "mIoU"),
+    metric("mdice", 3, "mean Dice"),
+    metric("small_object_iou", 3, "small-object IoU"),
+    metric("pixel_accuracy", 3, "pixel accuracy"),
 ]
 
 SEGMENTATION_COLUMNS: list[Column] = [
@@ -451,8 +452,8 @@ def translation_family() -> Family:
     """The two-domain models on two_domains (test split), each capped at 8 minutes of
     training (trainer.max_time) and given a step count that fits it on a loaded machine."""
     cap = "trainer.max_time=480"
-    translate = [("translation error", lambda r: fmt(r.get("metrics", {}).get("translation_error"), 3)),
-                 ("do-nothing baseline", lambda r: fmt(r.get("metrics", {}).get("translation_error_baseline"), 3))]
+    translate = [metric("translation_error", 3, "translation error"),
+                 metric("translation_error_baseline", 3, "do-nothing baseline")]
 
     def met_half(r: Row) -> str:
         m = r.get("metrics", {})
@@ -464,8 +465,8 @@ def translation_family() -> Family:
         v = r.get("metrics", {}).get("reconstruction_ratio")
         return "–" if v is None else ("yes" if v < 0.7 else "no")
 
-    tail = [("FD A", lambda r: fmt(r.get("metrics", {}).get("frechet_distance_a"), 0)),
-            ("FD B", lambda r: fmt(r.get("metrics", {}).get("frechet_distance_b"), 0)),
+    tail = [metric("frechet_distance_a", 0, "FD A"),
+            metric("frechet_distance_b", 0, "FD B"),
             ("steps", lambda r: str(r.get("steps"))), ("train time", _train_time),
             ("parameters", _params)]
     return Family(
@@ -480,8 +481,8 @@ def translation_family() -> Family:
         sections=[
             Section("A -> B translation (target for CycleGAN: error <= half the baseline)",
                     [("model", lambda r: r["model"]), ("overrides", _overrides), *translate,
-                     ("cycle error", lambda r: fmt(r.get("metrics", {}).get("cycle_error"), 3)),
-                     ("A->B by optimised z", lambda r: fmt(r.get("metrics", {}).get("translation_error_optimised"), 3)),
+                     metric("cycle_error", 3, "cycle error"),
+                     metric("translation_error_optimised", 3, "A->B by optimised z"),
                      ("<= half", met_half), *tail],
                     [Experiment("cyclegan", ["trainer.max_steps=500", cap]),
                      Experiment("cyclegan", ["trainer.max_steps=500", "model.identity=0", cap],
@@ -491,9 +492,9 @@ def translation_family() -> Family:
                     key_columns=2),
             Section("Inverting a generator (target for BiGAN: reconstruction ratio < 0.7)",
                     [("model", lambda r: r["model"]), ("overrides", _overrides),
-                     ("ratio, real x", lambda r: fmt(r.get("metrics", {}).get("reconstruction_ratio"), 3)),
-                     ("ratio, G's own samples", lambda r: fmt(r.get("metrics", {}).get("reconstruction_ratio_generated"), 3)),
-                     ("ratio, optimised z", lambda r: fmt(r.get("metrics", {}).get("reconstruction_ratio_optimised"), 3)),
+                     metric("reconstruction_ratio", 3, "ratio, real x"),
+                     metric("reconstruction_ratio_generated", 3, "ratio, G's own samples"),
+                     metric("reconstruction_ratio_optimised", 3, "ratio, optimised z"),
                      ("< 0.7", met_ratio), *tail],
                     [Experiment("bigan"),
                      Experiment("bigan", ["model.cycle_weight=0"], name="bigan_pure"),
