@@ -9,7 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from zoo.metrics.segmentation import SegmentationEvaluator
-from zoo.models.segmentation.losses import SegmentationLoss, label_components, unet_weight_map
+from zoo.models.segmentation.losses import (
+    SegmentationLoss,
+    label_components,
+    median_frequency_weights,
+    unet_weight_map,
+)
 
 
 def _hard_logits(labels: torch.Tensor, c: int) -> torch.Tensor:
@@ -91,3 +96,43 @@ def test_edge_weighted_ce_is_ce_times_the_map():
     w = torch.from_numpy(unet_weight_map(target[0].numpy(), w0=10, sigma=3, area_weight=0))
     ce = F.cross_entropy(logits, target, reduction="none")[0]
     assert float(loss(logits, target)) == pytest.approx(float((ce * w).mean()), rel=1e-5)
+
+
+def test_median_frequency_weights_by_hand():
+    # class 0 in both maps (12 + 16 of 32 pixels), class 1 only in the first (4 of 16),
+    # class 2 absent, 255 ignored
+    a = torch.zeros(4, 4, dtype=torch.long)
+    a[0] = 1
+    b = torch.zeros(4, 5, dtype=torch.long)
+    b[:, 4] = 255
+    got = median_frequency_weights([a, b], 3)
+    freq = np.array([28 / 32, 4 / 16])
+    med = np.median(freq)
+    assert got.tolist() == pytest.approx([med / freq[0], med / freq[1], 1.0])
+
+
+def test_median_frequency_is_fitted_to_the_training_maps_and_kept_in_the_checkpoint(tmp_path):
+    from types import SimpleNamespace
+
+    from zoo.errors import UserError
+    from zoo.models.segmentation.segnet import SegNet
+
+    torch.manual_seed(0)
+    maps = [torch.randint(0, 3, (8, 8)) for _ in range(4)]
+    maps[0][:] = 0
+    data = SimpleNamespace(dataset=lambda split: [(None, m) for m in maps],
+                           meta={"class_names": ["background", "a", "b"]})
+    model = SegNet(num_classes=3, widths=(4, 8), convs=(1, 1), class_weights="median_frequency")
+    assert model.criterion.weights() == [1.0, 1.0, 1.0]
+    model.on_train_start(data, str(tmp_path))
+    want = median_frequency_weights(maps, 3)
+    assert model.criterion.weights() == pytest.approx(want.tolist())
+    assert (tmp_path / "class_weights.json").exists()
+    logits, target = torch.randn(2, 3, 8, 8), maps[1][None].repeat(2, 1, 1)
+    assert float(model.criterion(logits, target)) == pytest.approx(
+        float(F.cross_entropy(logits, target, weight=want)), abs=1e-6)
+    again = SegNet(num_classes=3, widths=(4, 8), convs=(1, 1), class_weights="median_frequency")
+    again.load_state_dict(model.state_dict())          # what a resumed run or evaluate.py loads
+    assert again.criterion.weights() == pytest.approx(want.tolist())
+    with pytest.raises(UserError, match="median_frequency"):
+        SegNet(num_classes=3, class_weights="median")

@@ -63,7 +63,7 @@ class SemanticSegmenter(ZooModel):
     aux_weight: float = 0.0
 
     def __init__(self, *, num_classes: int, loss: str = "ce", ignore_index: int = 255,
-                 class_weights: Sequence[float] | None = None, dice_weight: float = 1.0,
+                 class_weights: Sequence[float] | str | None = None, dice_weight: float = 1.0,
                  edge_w0: float = 10.0, edge_sigma: float = 3.0, area_weight: float = 1.0,
                  small_area: float = 0.01) -> None:
         super().__init__()
@@ -72,6 +72,24 @@ class SemanticSegmenter(ZooModel):
                                           dice_weight=dice_weight, w0=edge_w0, sigma=edge_sigma,
                                           area_weight=area_weight, small_area=small_area)
         self.criterion.check_classes(self.num_classes)
+
+    def on_train_start(self, data: Any, run_dir: str) -> None:
+        """``class_weights: median_frequency``: fit the weights to the training label maps
+        (augmentation does not change class frequencies) and save them in the run as
+        ``class_weights.json``."""
+        super().on_train_start(data, run_dir)
+        if not self.criterion.median_frequency:
+            return
+        import json
+        from pathlib import Path
+
+        ds = data.dataset("train")
+        weights = self.criterion.fit_class_weights(ds[i][1] for i in range(len(ds)))
+        names = list(data.meta.get("class_names") or range(self.num_classes))
+        table = {str(n): round(w, 6) for n, w in zip(names, weights or [])}
+        print(f"median frequency class weights over {len(ds)} training maps: {table}", flush=True)
+        if run_dir:
+            (Path(run_dir) / "class_weights.json").write_text(json.dumps(table, indent=1) + "\n")
 
     def logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, C, H, W) with H, W multiples of ``stride`` -> (main logits, aux logits or None)."""
