@@ -198,7 +198,8 @@ def _active(model: torch.nn.Module) -> tuple[int, int]:
     return total, active
 
 
-def part_quality(corpus: Corpus, seconds: float, seeds: list[int]) -> tuple[list[str], DeepSeek | None]:
+def part_quality(corpus: Corpus, seconds: float, seeds: list[int],
+                 only_defaults: bool = False) -> tuple[list[str], DeepSeek | None]:
     V = corpus.vocab
     rows = [("gpt (default)", lambda: GPT(vocab_size=V, block_size=SEQ), seeds),
             ("deepseek (default: MLA + MoE + MTP 1)", lambda: DeepSeek(vocab_size=V, block_size=SEQ), seeds),
@@ -208,6 +209,8 @@ def part_quality(corpus: Corpus, seconds: float, seeds: list[int]) -> tuple[list
              lambda: DeepSeek(vocab_size=V, block_size=SEQ, ffn="dense"), seeds[:1]),
             ("deepseek mtp_depth=0", lambda: DeepSeek(vocab_size=V, block_size=SEQ, mtp_depth=0), seeds[:1]),
             ("deepseek attention=mha", lambda: DeepSeek(vocab_size=V, block_size=SEQ, attention="mha"), seeds[:1])]
+    if only_defaults:
+        rows = rows[:2]
     lines = [(f"| model | seed | parameters (active) | steps in {seconds:.0f} CPU s | ms/step | val bits/char | "
              "cache bytes/token | max/mean load |"),
              "|---|---|---|---|---|---|---|---|"]
@@ -333,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--attention-steps", type=int, default=1000)
     ap.add_argument("--levers-steps", type=int, default=300)
     ap.add_argument("--seeds", default="0,1", help="seeds of the gpt/deepseek quality rows and the attention rows")
+    ap.add_argument("--quality-rows", choices=("all", "defaults"), default="all",
+                    help="defaults: only the default gpt and deepseek rows")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "deepseek.md"))
     a = ap.parse_args(argv)
@@ -355,8 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         out += part_balance(corpus, a.balance_steps) + [""]
     default = None
     if "quality" in parts:
-        out += ["## Bits per character at equal CPU time (pydoc corpus, val split)", ""]
-        lines, default = part_quality(corpus, a.seconds, seeds)
+        # one section per budget (and row set), so a longer check does not replace the table
+        which = "" if a.quality_rows == "all" else ", default configs only"
+        out += [f"## Bits per character at {a.seconds:.0f} CPU seconds each (pydoc corpus, val split{which})", ""]
+        lines, default = part_quality(corpus, a.seconds, seeds, a.quality_rows == "defaults")
         out += lines + [""]
     if "mtp" in parts and default is None:
         torch.manual_seed(seeds[0])
