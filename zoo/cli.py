@@ -193,15 +193,24 @@ class JobOutcome(float):
         return (JobOutcome, (float(self), self.status, self.run_dir))
 
 
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported; False also when its parent package is missing
+    (``find_spec("a.b")`` raises then instead of returning None)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def _missing_plugin(text: str) -> str | None:
     """The one-line message for a launcher/sweeper named in ``text`` whose plugin is not
     installed, or None."""
-    import importlib.util
-
     for choice, (module, dist) in SWEEP_PLUGINS.items():
         group, name = choice.split("=")
         named = choice in text or f"{group}/{name}" in text
-        if named and importlib.util.find_spec(module) is None:
+        if named and not _installed(module):
             return (f"{choice} needs the {dist} plugin: pip install 'zoo[cluster]' "
                     f"(or pip install {dist})")
     return None

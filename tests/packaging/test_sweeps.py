@@ -20,7 +20,10 @@ TOY = ["model=two_group", "trainer.max_steps=2", "logger=none", "trainer.progres
 
 
 def _has(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:      # the parent package (hydra_plugins) is not installed
+        return False
 
 
 needs_joblib = pytest.mark.skipif(not _has("hydra_plugins.hydra_joblib_launcher"),
@@ -76,10 +79,18 @@ def test_sweep_mistakes_are_one_line(config_dir, tmp_path, capsys, args, expecte
     assert not (sweep / "0" / "metrics.json").exists()
 
 
-def test_a_missing_launcher_plugin_names_the_extra(config_dir, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("missing", ["plugin", "package"])
+def test_a_missing_launcher_plugin_names_the_extra(config_dir, tmp_path, capsys, monkeypatch, missing):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None
-                        if name.startswith("hydra_plugins.hydra_joblib") else real(name, *a))
+
+    def find_spec(name, *a):
+        if not name.startswith("hydra_plugins.hydra_joblib"):
+            return real(name, *a)
+        if missing == "package":          # no hydra_plugins at all: find_spec raises
+            raise ModuleNotFoundError("No module named 'hydra_plugins'")
+        return None
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     assert train_main(["-m", *TOY, "hydra/launcher=joblib", f"hydra.sweep.dir={tmp_path}/s"],
                       config_dir=config_dir) == 2
     assert ("hydra/launcher=joblib needs the hydra-joblib-launcher plugin: "
