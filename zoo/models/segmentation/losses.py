@@ -167,9 +167,11 @@ class SegmentationLoss(torch.nn.Module):
             ce = F.cross_entropy(logits.float(), target, ignore_index=self.ignore_index, reduction="none")
             valid = (target != self.ignore_index).sum().clamp(min=1)
             return (ce * self.weight_maps(target)).sum() / valid
-        weight = (self.class_weight.float() if self.median_frequency
-                  else torch.tensor(self.class_weights, dtype=torch.float32, device=logits.device)
-                  if self.class_weights is not None else None)
+        weight = None
+        if self.median_frequency:
+            weight = self.class_weight.float()
+        elif self.class_weights is not None:
+            weight = torch.tensor(self.class_weights, dtype=torch.float32, device=logits.device)
         ce = F.cross_entropy(logits.float(), target, weight=weight, ignore_index=self.ignore_index)
         # every pixel ignored: CE's mean is NaN; no host sync to find out
         ce = torch.where((target != self.ignore_index).any(), ce, logits.sum() * 0.0)
