@@ -56,7 +56,7 @@ def rcnn_parts(*, num_classes: int, image_size: int, backbone: str, widths: Sequ
     from torchvision.models.detection import faster_rcnn as tv
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
-    from torchvision.ops import MultiScaleRoIAlign
+    from zoo.layers.roi import MultiScaleRoIAlign
 
     if backbone == "darknet":
         body = _darknet_fpn(widths, fpn_channels, fpn_levels)

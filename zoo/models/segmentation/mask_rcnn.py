@@ -61,7 +61,7 @@ class MaskRCNN(FasterRCNN):
 
     def build_net(self, body: nn.Module, levels: list[str], kwargs: dict[str, Any]) -> nn.Module:
         from torchvision.models.detection import mask_rcnn as tv
-        from torchvision.ops import MultiScaleRoIAlign
+        from zoo.layers.roi import MultiScaleRoIAlign
 
         s = self.mask_settings
         head = tv.MaskRCNNHeads(body.out_channels, s["layers"], dilation=1)
