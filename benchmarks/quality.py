@@ -380,8 +380,9 @@ def segmentation_family(loss_model: str = "unet") -> Family:
         preface=("Semantic segmentation on the synthetic `shapes_seg` validation split (200 images, "
                  "background + 3 shapes, objects 6%-50% of the side across), default configs: U-Net "
                  "and SegNet decode to full resolution on 64 px scenes, the output-stride-8 models "
-                 "(FCN-8s, PSPNet) see the same scenes at 128 px (`benchmarks/segmentation_bound.py`: "
-                 f"at 64 px stride 8 alone caps mIoU at 0.87). Torch threads per run: {threads}. Small "
+                 "see the same scenes larger, FCN-8s at 96 px and PSPNet at 128 px "
+                 "(`benchmarks/segmentation_bound.py`: at 64 px stride 8 alone caps mIoU at 0.87). "
+                 f"Torch threads per run: {threads}. Small "
                  "objects: ground-truth connected components below 1% of the image, IoU against the "
                  "predicted components that touch them, averaged over objects."),
         results="segmentation", marker="segmentation-table",
