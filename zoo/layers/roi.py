@@ -22,6 +22,8 @@ from torch import Tensor
 from torchvision.ops import MultiScaleRoIAlign as _TVMultiScaleRoIAlign
 from torchvision.ops import roi_align as _tv_roi_align
 
+from zoo.layers import Example, _randn
+
 
 def _axis_weights(start: Tensor, length: Tensor, bins: int, ratio: int, size: int) -> Tensor:
     """(R, bins, size): for each RoI, the average of the bilinear weights of its ``ratio``
@@ -115,3 +117,12 @@ class MultiScaleRoIAlign(_TVMultiScaleRoIAlign):
                 order.append(idx)
                 crops.append(roi_align(f, rois[idx], size, scale, self.sampling_ratio))
         return _in_order(order, crops)
+
+    @classmethod
+    def example(cls) -> Example:
+        feats = {"0": _randn(2, 4, 16, 16).requires_grad_(True), "1": _randn(2, 4, 8, 8).requires_grad_(True)}
+        boxes = [torch.tensor([[0.0, 0, 40, 40], [4, 4, 60, 50]]), torch.tensor([[10.0, 10, 20, 30]])]
+        shapes = [(64, 64), (64, 64)]
+        module = cls(["0", "1"], 7, 2)
+        module(feats, boxes, shapes)          # sets the scales: the example runs the fast path
+        return Example(module, (feats, boxes, shapes), (3, 4, 7, 7))
