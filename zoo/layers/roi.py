@@ -54,7 +54,7 @@ def roi_align(features: Tensor, rois: Tensor, output_size: int | tuple[int, int]
     oh, ow = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
     if sampling_ratio <= 0:
         return _tv_roi_align(features, rois, (oh, ow), spatial_scale, sampling_ratio, aligned)
-    n, c, h, w = features.shape
+    _, c, h, w = features.shape
     if rois.shape[0] == 0:
         return features.new_zeros(0, c, oh, ow) + 0.0 * features.sum()   # keeps the graph
     rois = rois.detach().to(features.dtype)
@@ -70,7 +70,7 @@ def roi_align(features: Tensor, rois: Tensor, output_size: int | tuple[int, int]
     for b in torch.unique(batch).tolist():
         idx = torch.nonzero(batch == b).squeeze(1)
         k = idx.numel()
-        # rows: one GEMM (k * oh, H) @ (H, C * W); columns: a batched (C * oh, W) @ (W, ow)
+        # rows: one GEMM (k * oh, H) @ (H, C * W); columns: a batched (oh * C, W) @ (W, ow)
         f = features[b].permute(1, 0, 2).reshape(h, c * w)
         rows = (ay[idx].reshape(k * oh, h) @ f).view(k, oh * c, w)
         crop = torch.bmm(rows, ax[idx].transpose(1, 2)).view(k, oh, c, ow).permute(0, 2, 1, 3)
@@ -98,7 +98,7 @@ class MultiScaleRoIAlign(_TVMultiScaleRoIAlign):
     def forward(self, x: dict[str, Tensor], boxes: list[Tensor],
                 image_shapes: list[tuple[int, int]]) -> Tensor:
         if not (self.training and torch.is_grad_enabled()) or self.scales is None:
-            # Inference (and export tracing) keeps torchvision's op, as fast forward; the
+            # Inference (and export tracing) keeps torchvision's op, whose forward is as fast; the
             # first call also sets the levels' scales and the level mapper.
             return super().forward(x, boxes, image_shapes)
         feats = [v for k, v in x.items() if k in self.featmap_names]
